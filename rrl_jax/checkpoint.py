@@ -1,0 +1,108 @@
+"""The one checkpoint format of rrl_jax (Orbax CheckpointManager layout).
+
+A checkpoint directory holds numbered steps, each with named items:
+  params       parameters (pytree of arrays)            -- always
+  batch_stats  BatchNorm moving statistics               -- always
+  meta         JSON: {'format': 'rrl_jax', 'model': {...RRLNet kwargs},
+               'inference_only': bool, 'source': ..., ...} -- always
+  opt_state    optimizer state                           -- training only
+  train_state  JSON: step, data iterator position, PRNG  -- training only
+Parameters and statistics restore on their own (`load_variables`), so training
+checkpoints and `rrl_jax.convert` output are interchangeable for inference.
+"""
+import os
+from typing import Any, Dict, Optional, Tuple
+
+import orbax.checkpoint as ocp
+
+FORMAT = 'rrl_jax'
+PARAMS, BATCH_STATS, META, OPT_STATE, TRAIN_STATE = (
+    'params', 'batch_stats', 'meta', 'opt_state', 'train_state')
+ITEM_NAMES = (PARAMS, BATCH_STATS, META, OPT_STATE, TRAIN_STATE)
+
+
+class CheckpointError(ValueError):
+  """A path is not a readable rrl_jax checkpoint."""
+
+
+def manager(directory: str, **options) -> ocp.CheckpointManager:
+  """A CheckpointManager over `directory` with rrl_jax's item names."""
+  directory = os.path.abspath(directory)
+  opts = ocp.CheckpointManagerOptions(create=True, **options)
+  return ocp.CheckpointManager(directory, options=opts, item_names=ITEM_NAMES)
+
+
+def save_variables(directory: str, variables: Dict[str, Any], meta: Dict[str, Any],
+                   step: int = 0) -> str:
+  """Writes params + batch_stats + meta as step `step`; returns the step path.
+
+  Orbax writes into a temporary directory and renames it when complete, so an
+  interrupted save never leaves a readable half checkpoint.
+  """
+  meta = dict(meta, format=FORMAT)
+  mngr = manager(directory)
+  if step in mngr.all_steps():
+    raise CheckpointError(f'{directory}: step {step} already exists; refusing '
+                          'to overwrite it (choose another --out).')
+  mngr.save(step, args=ocp.args.Composite(**{
+      PARAMS: ocp.args.StandardSave(variables['params']),
+      BATCH_STATS: ocp.args.StandardSave(variables.get('batch_stats', {})),
+      META: ocp.args.JsonSave(meta)}))
+  mngr.wait_until_finished()
+  mngr.close()
+  return os.path.join(os.path.abspath(directory), str(step))
+
+
+def _resolve(path: str, step: Optional[int]) -> Tuple[str, int]:
+  """Accepts a manager directory (latest or given step) or one step directory."""
+  path = os.path.abspath(path)
+  if not os.path.isdir(path):
+    raise CheckpointError(f'{path}: no such checkpoint directory.')
+  if os.path.isdir(os.path.join(path, META)) and os.path.basename(path).isdigit():
+    return os.path.dirname(path), int(os.path.basename(path))
+  steps = sorted(int(n) for n in os.listdir(path)
+                 if n.isdigit() and os.path.isdir(os.path.join(path, n, META)))
+  if not steps:
+    raise CheckpointError(
+        f'{path}: not an rrl_jax checkpoint (no <step>/{META} inside). Make one '
+        'with training or `python -m rrl_jax.convert --keras_h5=... --out=DIR`.')
+  if step is None:
+    return path, steps[-1]
+  if step not in steps:
+    raise CheckpointError(f'{path}: no step {step}; available: {steps}.')
+  return path, step
+
+
+def load_meta(path: str, step: Optional[int] = None) -> Tuple[Dict[str, Any], int]:
+  directory, step = _resolve(path, step)
+  mngr = ocp.CheckpointManager(directory, item_names=ITEM_NAMES)
+  try:
+    meta = mngr.restore(step, args=ocp.args.Composite(
+        **{META: ocp.args.JsonRestore()}))[META]
+  except Exception as e:  # pylint: disable=broad-except
+    raise CheckpointError(f'{directory}/{step}: unreadable checkpoint metadata '
+                          f'({type(e).__name__}: {e}).') from e
+  if not isinstance(meta, dict) or meta.get('format') != FORMAT:
+    raise CheckpointError(f'{directory}/{step}: not an rrl_jax checkpoint '
+                          f'(meta format is {meta.get("format") if isinstance(meta, dict) else meta!r}).')
+  return meta, step
+
+
+def load_variables(path: str, step: Optional[int] = None
+                   ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+  """Restores {'params', 'batch_stats'} and meta from a checkpoint (latest step).
+
+  Works for training checkpoints and converted Keras weights alike; the
+  optimizer state is never read.
+  """
+  meta, step = load_meta(path, step)
+  directory, _ = _resolve(path, step)
+  mngr = ocp.CheckpointManager(directory, item_names=ITEM_NAMES)
+  try:
+    restored = mngr.restore(step, args=ocp.args.Composite(**{
+        PARAMS: ocp.args.StandardRestore(),
+        BATCH_STATS: ocp.args.StandardRestore()}))
+  except Exception as e:  # pylint: disable=broad-except
+    raise CheckpointError(f'{directory}/{step}: cannot restore parameters '
+                          f'({type(e).__name__}: {e}).') from e
+  return {'params': restored[PARAMS], 'batch_stats': restored[BATCH_STATS]}, meta

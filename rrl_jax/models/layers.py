@@ -1,0 +1,108 @@
+"""Keras-faithful building blocks: BatchNorm, CBL, TF1 bilinear upsampling.
+
+The details here decide parity with the official Keras 2.2 model (REFERENCE,
+"Keras defaults that matter for parity").
+"""
+from typing import Any, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+# Keras 2.2 initialisers. he_normal is a *truncated* normal with fan-in scaling;
+# flax's variance_scaling applies the same 0.8796 truncation correction.
+he_normal = nn.initializers.variance_scaling(2.0, 'fan_in', 'truncated_normal')
+glorot_uniform = nn.initializers.glorot_uniform()
+zeros = nn.initializers.zeros
+
+LEAKY_SLOPE = 0.1
+
+
+class BatchNorm(nn.Module):
+  """Keras 2.2 BatchNormalization over the last axis.
+
+  Normalises with the biased batch variance (training) or the moving statistics
+  (inference); the moving variance is updated with the *unbiased* batch variance
+  n / (n - 1), as Keras 2.2 / TF 1.x did. Statistics are always float32 and are
+  taken over the whole (global) batch, so data-parallel jit equals one device.
+  """
+  momentum: float = 0.99
+  epsilon: float = 1e-3
+  dtype: Optional[Any] = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    features = x.shape[-1]
+    scale = self.param('scale', nn.initializers.ones, (features,), jnp.float32)
+    bias = self.param('bias', zeros, (features,), jnp.float32)
+    moving_mean = self.variable('batch_stats', 'mean', jnp.zeros, (features,),
+                                jnp.float32)
+    moving_var = self.variable('batch_stats', 'var', jnp.ones, (features,),
+                               jnp.float32)
+    if train:
+      xf = x.astype(jnp.float32)
+      axes = tuple(range(x.ndim - 1))
+      mean = jnp.mean(xf, axes)
+      var = jnp.mean(jnp.square(xf - mean), axes)
+      if not self.is_initializing():
+        n = xf.size // features
+        unbiased = var * (n / max(n - 1, 1))
+        decay = 1.0 - self.momentum
+        moving_mean.value = moving_mean.value - (moving_mean.value - mean) * decay
+        moving_var.value = moving_var.value - (moving_var.value - unbiased) * decay
+    else:
+      mean, var = moving_mean.value, moving_var.value
+    inv = scale * jax.lax.rsqrt(var + self.epsilon)
+    dtype = self.dtype or x.dtype
+    y = x.astype(jnp.float32) * inv + (bias - mean * inv)
+    return y.astype(dtype)
+
+
+def conv3x3(features: int, dtype=None, name=None) -> nn.Conv:
+  return nn.Conv(features, (3, 3), padding='SAME', kernel_init=he_normal,
+                 bias_init=zeros, dtype=dtype, name=name)
+
+
+def conv1x1(features: int, dtype=None, name=None) -> nn.Conv:
+  return nn.Conv(features, (1, 1), padding='SAME', kernel_init=he_normal,
+                 bias_init=zeros, dtype=dtype, name=name)
+
+
+class CBL(nn.Module):
+  """Conv (k x k, 'same', bias) -> BatchNorm -> LeakyReLU(0.1) (REFERENCE notation)."""
+  features: int
+  kernel: int = 3
+  dtype: Optional[Any] = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    x = nn.Conv(self.features, (self.kernel, self.kernel), padding='SAME',
+                kernel_init=he_normal, bias_init=zeros, dtype=self.dtype,
+                name='conv')(x)
+    x = BatchNorm(dtype=self.dtype, name='bn')(x, train)
+    return nn.leaky_relu(x, LEAKY_SLOPE)
+
+
+def max_pool2(x: jax.Array) -> jax.Array:
+  return nn.max_pool(x, (2, 2), strides=(2, 2))
+
+
+def _upsample_axis_x2(x: jax.Array, axis: int) -> jax.Array:
+  """out[2j] = in[j], out[2j+1] = in[j] + (in[j+1] - in[j]) / 2, last repeated."""
+  n = x.shape[axis]
+  nxt = jnp.concatenate([jax.lax.slice_in_dim(x, 1, n, axis=axis),
+                         jax.lax.slice_in_dim(x, n - 1, n, axis=axis)], axis=axis)
+  mid = x + (nxt - x) * 0.5
+  out = jnp.stack([x, mid], axis=axis + 1)
+  shape = list(x.shape)
+  shape[axis] = 2 * n
+  return out.reshape(shape)
+
+
+def upsample_bilinear_x2(x: jax.Array) -> jax.Array:
+  """Bilinear x2 upsampling of NHWC maps with Keras 2.2 / TF 1.14 semantics.
+
+  align_corners=False *without* half-pixel centres (REFERENCE). This is not what
+  jax.image.resize computes (it uses half-pixel centres).
+  """
+  return _upsample_axis_x2(_upsample_axis_x2(x, 2), 1)

@@ -1,0 +1,107 @@
+"""RRL-Net: the full two-branch model (paper Fig. 2, REFERENCE).
+
+`RRLNet(...)(xa, xb, train)` returns every training output as a dict of
+OUTPUT_NAMES. With `score_only=True` it runs only the inference path
+(encoders, FIL, metric network, last stage head) and returns the match logit:
+applied to the pruned variables of `rrl_jax.pruning`, this is MLPP inference.
+"""
+from typing import Any, Dict, Optional, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from rrl_jax.models.alfe import Decoder, Encoder
+from rrl_jax.models.fil import FIL
+from rrl_jax.models.heads import MatchHead, ModuleHead
+from rrl_jax.models.metric import MetricNetwork
+
+RECON_NAMES = ('recon_a', 'recon_b')
+
+
+def check_patches(x: Any, name: str, patch_size: int = 64) -> None:
+  """Raises one clear ValueError unless x is a float (N, P, P, 1) batch."""
+  expected = f'(N, {patch_size}, {patch_size}, 1)'
+  shape = getattr(x, 'shape', None)
+  dtype = getattr(x, 'dtype', None)
+  if shape is None or dtype is None:
+    raise ValueError(f'RRLNet input {name}: expected an array of shape '
+                     f'{expected}, got {type(x).__name__}.')
+  if len(shape) != 4 or tuple(shape[1:]) != (patch_size, patch_size, 1):
+    raise ValueError(f'RRLNet input {name}: expected shape {expected} (NHWC, '
+                     f'single-channel {patch_size}x{patch_size} patches), got '
+                     f'{tuple(shape)}.')
+  if not jnp.issubdtype(dtype, jnp.floating):
+    raise ValueError(f'RRLNet input {name}: expected a float array with values '
+                     f'in [0, 1] of shape {expected}, got dtype {dtype} (divide '
+                     'uint8 patches by 255).')
+
+
+class RRLNet(nn.Module):
+  """Relational Representation Learning Network.
+
+  Attributes:
+    widths: encoder widths per stage (paper 16..256); FIL uses the same, the
+      metric network twice these, the decoder widths[-2::-1].
+    stage_heads: metric stages that carry a head; the last stage's head is the
+      match score and is required.
+    module_heads: FIL stages whose shared sum carries a module head.
+    head_hidden: hidden widths of every head's MLP.
+    patch_size: input patch side.
+    dtype: computation dtype (parameters stay float32).
+  """
+  widths: Sequence[int] = (16, 32, 64, 128, 256)
+  stage_heads: Sequence[int] = (3, 4, 5)
+  module_heads: Sequence[int] = (3, 4, 5)
+  head_hidden: Sequence[int] = (512, 256)
+  patch_size: int = 64
+  dtype: Optional[Any] = None
+
+  @property
+  def score_stage(self) -> int:
+    return len(self.widths)
+
+  @property
+  def output_names(self) -> tuple:
+    return (tuple(f'stage{i}' for i in sorted(self.stage_heads))
+            + tuple(f'module{i}' for i in sorted(self.module_heads))
+            + RECON_NAMES)
+
+  @nn.compact
+  def __call__(self, xa: jax.Array, xb: jax.Array, train: bool = False,
+               score_only: bool = False):
+    check_patches(xa, 'xa', self.patch_size)
+    check_patches(xb, 'xb', self.patch_size)
+    if self.score_stage not in self.stage_heads:
+      raise ValueError(f'stage_heads={tuple(self.stage_heads)} must include the '
+                       f'last stage {self.score_stage}: its head is the match score.')
+    widths = tuple(self.widths)
+    dtype = self.dtype
+    xa_c = xa.astype(dtype or xa.dtype)
+    xb_c = xb.astype(dtype or xb.dtype)
+
+    feats_a = Encoder(widths, dtype=dtype, name='encoder_a')(xa_c, train)
+    feats_b = Encoder(widths, dtype=dtype, name='encoder_b')(xb_c, train)
+    privates, shareds = FIL(widths, dtype=dtype, name='fil')(feats_a, feats_b, train)
+    metric = MetricNetwork(tuple(2 * w for w in widths), dtype=dtype,
+                           name='metric')(privates, train)
+
+    def stage_head(i):
+      return MatchHead(self.head_hidden, dtype=dtype, name=f'stage_head{i}')(
+          metric[i - 1])
+
+    if score_only:
+      return stage_head(self.score_stage)
+
+    outputs: Dict[str, jax.Array] = {}
+    for i in sorted(self.stage_heads):
+      outputs[f'stage{i}'] = stage_head(i)
+    for i in sorted(self.module_heads):
+      outputs[f'module{i}'] = ModuleHead(widths[i - 1], self.head_hidden,
+                                         dtype=dtype, name=f'module_head{i}')(
+                                             shareds[i - 1], train)
+    outputs['recon_a'] = Decoder(widths, dtype=dtype, name='decoder_a')(
+        feats_a[-1], train)
+    outputs['recon_b'] = Decoder(widths, dtype=dtype, name='decoder_b')(
+        feats_b[-1], train)
+    return outputs
