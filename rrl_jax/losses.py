@@ -1,0 +1,109 @@
+"""The multi-loss objective of RRL-Net (REFERENCE "Training objective").
+
+Six binary cross-entropies (stage heads 3-5, module heads 3-5) on the match
+label and two reconstruction terms (branch A, B), combined as a weighted sum
+(paper: all weights 1). Every term is returned by name so it can be logged.
+"""
+from typing import Any, Callable, Dict, Mapping, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+LOSS_NAMES = ('stage3', 'stage4', 'stage5', 'module3', 'module4', 'module5',
+              'recon_a', 'recon_b')
+HEAD_NAMES = LOSS_NAMES[:6]
+RECON_TARGETS = {'recon_a': 'xa', 'recon_b': 'xb'}
+
+# Keras 2.2 clips probabilities to [eps, 1 - eps] before the log; on logits
+# that is a clip to +-log((1 - eps) / eps) (computed in float32 like Keras).
+_KERAS_EPSILON = 1e-7
+_LOGIT_CLIP = float(np.log(np.float32(1 - _KERAS_EPSILON)
+                           / np.float32(_KERAS_EPSILON)))
+
+ReconLoss = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+def bce_with_logits(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """Keras 2.2 binary cross-entropy of sigmoid(logits), averaged over the batch.
+
+  Keras 2.2 clips the probability to [1e-7, 1 - 1e-7] (REFERENCE "Keras 2.2
+  training details"); clipping the logit is the same clip, evaluated stably.
+  Beyond the clip the gradient is zero, as in Keras.
+  """
+  z = jnp.clip(logits.astype(jnp.float32), -_LOGIT_CLIP, _LOGIT_CLIP)
+  y = jnp.reshape(labels, z.shape).astype(jnp.float32)
+  per_example = jnp.maximum(z, 0) - z * y + jnp.log1p(jnp.exp(-jnp.abs(z)))
+  return jnp.mean(per_example)
+
+
+def pixel_mse(recon: jax.Array, target: jax.Array) -> jax.Array:
+  """Mean squared error over every pixel of the batch (float32)."""
+  diff = recon.astype(jnp.float32) - target.astype(jnp.float32)
+  return jnp.mean(jnp.square(diff))
+
+
+def make_recon_loss(kind: str, vgg_params: Optional[Any] = None,
+                    pixel_weight: float = 0.1) -> ReconLoss:
+  """Returns fn(recon, target) -> scalar for `kind` 'perceptual' or 'mse'.
+
+  perceptual: pixel_weight * pixel MSE + MSE of VGG19 block5_conv4 features
+    (grey patch repeated to 3 channels, [0, 1], no ImageNet preprocessing);
+    VGG19 is frozen (stop_gradient on its parameters and on the target).
+  mse: pixel_weight * pixel MSE only (what the Keras training replay used).
+  """
+  if kind == 'mse':
+    def mse_loss(recon, target):
+      return pixel_weight * pixel_mse(recon, target)
+    return mse_loss
+  if kind != 'perceptual':
+    raise ValueError(f"recon_loss must be 'perceptual' or 'mse', got {kind!r}.")
+  if vgg_params is None:
+    raise ValueError("recon_loss='perceptual' needs VGG19 parameters: load them "
+                     'with rrl_jax.vgg19.load_vgg19_params(path).')
+  from rrl_jax import vgg19  # pylint: disable=g-import-not-at-top
+
+  def perceptual_loss(recon, target):
+    params = jax.lax.stop_gradient(vgg_params)
+    recon = recon.astype(jnp.float32)
+    target = jax.lax.stop_gradient(target.astype(jnp.float32))
+    f_recon = vgg19.vgg19_block5_conv4(params, jnp.repeat(recon, 3, axis=-1))
+    f_target = vgg19.vgg19_block5_conv4(params, jnp.repeat(target, 3, axis=-1))
+    return (pixel_weight * pixel_mse(recon, target)
+            + jnp.mean(jnp.square(f_recon - f_target)))
+  return perceptual_loss
+
+
+def loss_terms(outputs: Mapping[str, jax.Array], labels: jax.Array,
+               xa: jax.Array, xb: jax.Array,
+               recon_loss: ReconLoss) -> Dict[str, jax.Array]:
+  """Named per-output losses for the heads present in `outputs`.
+
+  Reconstruction targets are the inputs the encoders saw (after augmentation).
+  """
+  targets = {'xa': xa, 'xb': xb}
+  terms = {}
+  for name in LOSS_NAMES:
+    if name not in outputs:
+      continue
+    if name in RECON_TARGETS:
+      terms[name] = recon_loss(outputs[name], targets[RECON_TARGETS[name]])
+    else:
+      terms[name] = bce_with_logits(outputs[name], labels)
+  return terms
+
+
+def weighted_total(terms: Mapping[str, jax.Array],
+                   weights: Mapping[str, float]) -> jax.Array:
+  """Sum of weights[name] * term (a name missing from weights has weight 1).
+
+  Raises ValueError for a weight naming no known loss (a likely typo).
+  """
+  unknown = sorted(set(weights.keys()) - set(LOSS_NAMES))
+  if unknown:
+    raise ValueError(f'Unknown loss weight(s) {unknown}; known: {list(LOSS_NAMES)}.')
+  total = jnp.zeros((), jnp.float32)
+  for name in LOSS_NAMES:
+    if name in terms:
+      total = total + float(weights.get(name, 1.0)) * terms[name]
+  return total
