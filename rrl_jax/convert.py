@@ -12,7 +12,7 @@ both work. Branch B layers carry the suffix `_<n>_2` on the layer name.
 import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from absl import app, flags
+from absl import app, flags, logging
 import numpy as np
 
 from rrl_jax import checkpoint
@@ -262,6 +262,7 @@ FLAGS = flags.FLAGS
 
 def main(argv: Sequence[str]) -> None:
   del argv
+  logging.set_verbosity(logging.WARNING)  # Orbax logs every file at INFO.
   variables, meta = convert_keras_h5(FLAGS.keras_h5)
   step_dir = checkpoint.save_variables(FLAGS.out, variables, meta)
   from rrl_jax.pruning import count_parameters  # pylint: disable=g-import-not-at-top

@@ -6,10 +6,10 @@ selection: `inference_variables` keeps the subtree the match score reads, and
 `match_logit` applies the *same* RRLNet code with `score_only=True`, which
 touches exactly that subtree.
 """
+import math
 from typing import Any, Dict, Tuple
 
 import jax
-import jax.numpy as jnp
 
 from rrl_jax.models import RRLNet
 
@@ -52,4 +52,5 @@ def match_probability(model: RRLNet, variables: Dict[str, Any], xa: jax.Array,
 
 
 def count_parameters(tree: Any) -> int:
-  return int(sum(jnp.size(x) for x in jax.tree_util.tree_leaves(tree)))
+  """Number of scalars in a pytree of arrays or ShapeDtypeStructs."""
+  return int(sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(tree)))

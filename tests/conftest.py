@@ -1,12 +1,22 @@
 """Shared test fixtures: compiled models and converted weights are built once per session."""
 import os
 
+import jax
+import numpy as np
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.abspath(os.path.join(REPO, '..', 'shared'))
 KERAS_FIXTURES = os.path.join(SHARED, 'fixtures', 'keras_rrl')
+KERAS_H5 = os.path.join(KERAS_FIXTURES, 'rrl_weights_seed0.h5')
+KERAS_OUTPUTS = os.path.join(KERAS_FIXTURES, 'outputs_seed0.npz')
 SHARED_DATA = os.path.join(SHARED, 'data')
+
+# Reduced-width model for tests that are not about parity or counts.
+SMALL_MODEL = dict(widths=(4, 8, 8, 16, 16), head_hidden=(16, 8))
+
+# Parity is about float32 arithmetic: on GPU/TPU, matmuls must not drop to bf16.
+jax.config.update('jax_default_matmul_precision', 'highest')
 
 
 def require_path(path: str):
@@ -14,3 +24,16 @@ def require_path(path: str):
   if not os.path.exists(path):
     pytest.skip(f'{path} is absent: this test needs ../shared beside the repository.')
   return path
+
+
+@pytest.fixture(scope='session')
+def keras_variables():
+  """Official Keras weights converted to Flax variables (once per session)."""
+  from rrl_jax.convert import convert_keras_h5  # pylint: disable=g-import-not-at-top
+  variables, meta = convert_keras_h5(require_path(KERAS_H5))
+  return variables, meta
+
+
+@pytest.fixture(scope='session')
+def keras_outputs():
+  return dict(np.load(require_path(KERAS_OUTPUTS)))
