@@ -1,0 +1,220 @@
+"""Batched, data-parallel scoring with the MLPP-pruned model, and per-split metrics.
+
+Only the inference subtree (REFERENCE "MLPP": encoders, FIL, metric network, the
+last stage head) is applied. Batches are sharded over a 1-D 'data' mesh of all
+devices with variables replicated; the last partial batch is zero-padded to the
+full batch and cut, so scores do not depend on the batch size.
+"""
+import functools
+import time
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+
+import jax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+import jax.numpy as jnp
+import numpy as np
+
+from rrl_jax import metrics, pruning
+from rrl_jax.models import RRLNet
+
+DATA_AXIS = 'data'
+VIS_NIR_TEST = ('field', 'forest', 'indoor', 'mountain', 'oldbuilding',
+                'street', 'urban', 'water')
+# uint8 -> [0, 1] exactly as numpy's `u8 / 255.0` cast to float32 (Keras input).
+_U8_TO_UNIT = (np.arange(256) / 255.0).astype(np.float32)
+
+
+def data_mesh(devices: Optional[Sequence[Any]] = None) -> Mesh:
+  """A 1-D mesh named 'data' over `devices` (default: all)."""
+  return Mesh(np.asarray(devices if devices is not None else jax.devices()),
+              (DATA_AXIS,))
+
+
+def check_pairs(pairs: Any, patch_size: int = 64, name: str = 'pairs') -> np.ndarray:
+  """(N, 2, P, P) uint8 or float32 in [0, 1], after one clear ValueError per bad input.
+
+  Accepts a trailing channel axis of size 1.
+  """
+  if not hasattr(pairs, 'shape'):
+    pairs = np.asarray(pairs)
+  pairs = np.asarray(pairs)
+  if pairs.ndim == 5:
+    if pairs.shape[-1] != 1:
+      raise ValueError(f'{name}: patches must be single-channel (grey); got '
+                       f'{pairs.shape[-1]} channels in shape {pairs.shape}.')
+    pairs = pairs[..., 0]
+  if pairs.ndim != 4 or pairs.shape[1] != 2:
+    raise ValueError(f'{name}: expected shape (N, 2, {patch_size}, {patch_size}) '
+                     f'(pairs of grey patches, index 0 = visible/optical), got '
+                     f'{pairs.shape}.')
+  if pairs.shape[0] == 0:
+    raise ValueError(f'{name}: no pairs (N = 0).')
+  if pairs.shape[2:] != (patch_size, patch_size):
+    raise ValueError(f'{name}: patches are {pairs.shape[2]}x{pairs.shape[3]}, the '
+                     f'model takes {patch_size}x{patch_size} (resize them first).')
+  if pairs.dtype == np.uint8:
+    return pairs
+  if not (np.issubdtype(pairs.dtype, np.floating)
+          or np.issubdtype(pairs.dtype, np.integer)):
+    raise ValueError(f'{name}: expected uint8 or float patches, got {pairs.dtype}.')
+  pairs = pairs.astype(np.float32)
+  finite = np.isfinite(pairs)
+  if not finite.all():
+    raise ValueError(f'{name}: {int(np.sum(~finite))} values are not finite '
+                     '(NaN or inf).')
+  lo, hi = float(pairs.min()), float(pairs.max())
+  if lo < -1e-6 or hi > 1 + 1e-6:
+    raise ValueError(f'{name}: float patches must lie in [0, 1], got values in '
+                     f'[{lo:g}, {hi:g}] (pass uint8, or divide by 255).')
+  return pairs
+
+
+@functools.lru_cache(maxsize=32)
+def _scorer(model: RRLNet, mesh: Mesh, logits: bool):
+  """Jitted pruned scorer: (variables, pairs (B, 2, P, P)) -> (B,) float32."""
+  replicated = NamedSharding(mesh, PartitionSpec())
+  batched = NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+  def score(variables, pairs):
+    if pairs.dtype == jnp.uint8:
+      x = jnp.asarray(_U8_TO_UNIT)[pairs.astype(jnp.int32)]
+    else:
+      x = pairs.astype(jnp.float32)
+    logit = pruning.match_logit(model, variables, x[:, 0, ..., None],
+                                x[:, 1, ..., None])
+    return logit if logits else jax.nn.sigmoid(logit)
+
+  return jax.jit(score, in_shardings=(replicated, batched), out_shardings=batched)
+
+
+def _round_up(n: int, multiple: int) -> int:
+  return -(-n // multiple) * multiple
+
+
+def score_pairs(model: RRLNet, variables: Mapping[str, Any], pairs: Any,
+                batch_size: int = 256, mesh: Optional[Mesh] = None,
+                logits: bool = False) -> np.ndarray:
+  """Match probabilities (or logits) (N,) float32 of pairs (N, 2, P, P).
+
+  `variables` may be full or pruned; only the inference subtree is sent to the
+  devices. `batch_size` is rounded up to a multiple of the device count.
+  """
+  pairs = check_pairs(pairs, model.patch_size)
+  if batch_size < 1:
+    raise ValueError(f'batch_size must be positive, got {batch_size}.')
+  mesh = mesh if mesh is not None else data_mesh()
+  batch_size = _round_up(batch_size, mesh.size)
+  variables = jax.device_put(pruning.inference_variables(dict(variables), model),
+                             NamedSharding(mesh, PartitionSpec()))
+  scorer = _scorer(model, mesh, logits)
+  batched = NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+  outputs = []
+  for start in range(0, len(pairs), batch_size):
+    batch = pairs[start:start + batch_size]
+    valid = len(batch)
+    if valid < batch_size:
+      pad = np.zeros((batch_size - valid,) + batch.shape[1:], batch.dtype)
+      batch = np.concatenate([batch, pad])
+    outputs.append((scorer(variables, jax.device_put(batch, batched)), valid))
+  return np.concatenate([np.asarray(out)[:valid] for out, valid in outputs]
+                        ).astype(np.float32)
+
+
+def score_splits(model: RRLNet, variables: Mapping[str, Any],
+                 splits: Mapping[str, Tuple[Any, Any]], batch_size: int = 256,
+                 mesh: Optional[Mesh] = None) -> Dict[str, np.ndarray]:
+  """{split: scores (N,)} for {split: (patches, labels)}."""
+  return {name: score_pairs(model, variables, patches, batch_size, mesh)
+          for name, (patches, _) in splits.items()}
+
+
+def summarize_splits(labels: Mapping[str, Any], scores: Mapping[str, np.ndarray],
+                     dataset: Optional[str] = None) -> Dict[str, Any]:
+  """Per-split metrics and their unweighted mean over the splits present.
+
+  For VIS-NIR (`dataset='vis_nir'`) the paper reports the eight test
+  categories and their mean; `complete_benchmark` says whether all are here.
+  """
+  per_split = {name: metrics.summarize(labels[name], scores[name], name)
+               for name in scores}
+  result = {'splits': per_split, 'mean': metrics.mean_over_splits(per_split),
+            'mean_over': list(per_split)}
+  if dataset == 'vis_nir':
+    result['complete_benchmark'] = set(VIS_NIR_TEST) <= set(per_split)
+  return result
+
+
+def evaluate_splits(model: RRLNet, variables: Mapping[str, Any],
+                    splits: Mapping[str, Tuple[Any, Any]], batch_size: int = 256,
+                    mesh: Optional[Mesh] = None, dataset: Optional[str] = None,
+                    return_scores: bool = False) -> Dict[str, Any]:
+  """Metrics per split ({'splits': {name: {...}}, 'mean': {...}, 'mean_over': [...]}).
+
+  With `return_scores` the result also holds {'scores': {split: (N,)}}
+  (arrays: not JSON; `rrl_jax.reports` writes them separately).
+  """
+  scores = score_splits(model, variables, splits, batch_size, mesh)
+  result = summarize_splits({k: v[1] for k, v in splits.items()}, scores, dataset)
+  if return_scores:
+    result['scores'] = scores
+  return result
+
+
+def selection_fpr95(model: RRLNet, variables: Mapping[str, Any], patches: Any,
+                    labels: Any, batch_size: int = 256, mesh: Optional[Mesh] = None,
+                    slice_size: Optional[int] = None) -> float:
+  """Model-selection score: FPR95 (%), averaged over consecutive slices.
+
+  REFERENCE "Evaluation protocol": the official VIS-NIR selection scores
+  `val_data.npy` in 8 slices of 10,000 pairs (`slice_size=10000`) and averages.
+  """
+  scores = score_pairs(model, variables, patches, batch_size, mesh)
+  labels = np.asarray(labels).reshape(-1)
+  if not slice_size:
+    return metrics.fpr95(labels, scores)
+  starts = range(0, len(labels), slice_size)
+  return float(np.mean([metrics.fpr95(labels[s:s + slice_size],
+                                      scores[s:s + slice_size]) for s in starts]))
+
+
+def _median_seconds(fn, args, iters: int) -> float:
+  jax.block_until_ready(fn(*args))  # compile + warm up
+  times = []
+  for _ in range(iters):
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - start)
+  return float(np.median(times))
+
+
+def mlpp_effect(model: RRLNet, variables: Mapping[str, Any], batch_size: int = 64,
+                iters: int = 5, seed: int = 0, latency: bool = True) -> Dict[str, Any]:
+  """Parameters and latency: full model (all 8 outputs) vs the MLPP subtree.
+
+  Latency is the median wall time of one jitted batch on the default device
+  (`latency=False` counts parameters only and compiles nothing).
+  """
+  pruned = pruning.inference_variables(dict(variables), model)
+  counts = {
+      'params_full': pruning.count_parameters(variables['params']),
+      'params_pruned': pruning.count_parameters(pruned['params']),
+      'batch_stats_full': pruning.count_parameters(variables.get('batch_stats', {})),
+      'batch_stats_pruned': pruning.count_parameters(pruned.get('batch_stats', {})),
+  }
+  if not latency:
+    return counts
+  rng = np.random.default_rng(seed)
+  shape = (batch_size, model.patch_size, model.patch_size, 1)
+  xa, xb = (jnp.asarray(rng.random(shape, np.float32)) for _ in range(2))
+  full_fn = jax.jit(lambda v, a, b: model.apply(v, a, b, train=False))
+  pruned_fn = jax.jit(lambda v, a, b: pruning.match_logit(model, v, a, b))
+  full_s = _median_seconds(full_fn, (variables, xa, xb), iters)
+  pruned_s = _median_seconds(pruned_fn, (pruned, xa, xb), iters)
+  return {
+      **counts,
+      'batch_size': batch_size,
+      'latency_full_ms': 1e3 * full_s,
+      'latency_pruned_ms': 1e3 * pruned_s,
+      'speedup': full_s / pruned_s,
+      'device': str(jax.devices()[0].device_kind),
+  }
