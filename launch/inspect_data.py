@@ -87,7 +87,7 @@ def main():
     print(f'border rule: {builder.info.metadata.get("border_rule")}')
     for split, c in sorted(counts.items()):
       print(f'  {split}: {c}')
-  split = args.split or splits[0]
+  split = args.split or ('train' if 'train' in splits else splits[0])
   draw_grid(*loaded[split], args.out, f'{args.dataset}/{split}')
   print(f'wrote {args.out}')
 
