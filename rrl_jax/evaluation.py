@@ -30,10 +30,11 @@ def data_mesh(devices: Optional[Sequence[Any]] = None) -> Mesh:
               (DATA_AXIS,))
 
 
-def check_pairs(pairs: Any, patch_size: int = 64, name: str = 'pairs') -> np.ndarray:
+def check_pairs(pairs: Any, patch_size: Optional[int] = 64,
+                name: str = 'pairs') -> np.ndarray:
   """(N, 2, P, P) uint8 or float32 in [0, 1], after one clear ValueError per bad input.
 
-  Accepts a trailing channel axis of size 1.
+  Accepts a trailing channel axis of size 1; `patch_size=None` accepts any size.
   """
   if not hasattr(pairs, 'shape'):
     pairs = np.asarray(pairs)
@@ -44,14 +45,16 @@ def check_pairs(pairs: Any, patch_size: int = 64, name: str = 'pairs') -> np.nda
                        f'{pairs.shape[-1]} channels in shape {pairs.shape}.')
     pairs = pairs[..., 0]
   if pairs.ndim != 4 or pairs.shape[1] != 2:
-    raise ValueError(f'{name}: expected shape (N, 2, {patch_size}, {patch_size}) '
+    size = patch_size or 'P'
+    raise ValueError(f'{name}: expected shape (N, 2, {size}, {size}) '
                      f'(pairs of grey patches, index 0 = visible/optical), got '
                      f'{pairs.shape}.')
   if pairs.shape[0] == 0:
     raise ValueError(f'{name}: no pairs (N = 0).')
-  if pairs.shape[2:] != (patch_size, patch_size):
+  if patch_size and pairs.shape[2:] != (patch_size, patch_size):
     raise ValueError(f'{name}: patches are {pairs.shape[2]}x{pairs.shape[3]}, the '
-                     f'model takes {patch_size}x{patch_size} (resize them first).')
+                     f'model takes {patch_size}x{patch_size} (resize them first, e.g. '
+                     'with --resize).')
   if pairs.dtype == np.uint8:
     return pairs
   if not (np.issubdtype(pairs.dtype, np.floating)

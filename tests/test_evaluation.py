@@ -110,3 +110,12 @@ def test_mlpp_effect_counts(tiny_model_and_variables):
   assert effect['params_pruned'] == pruning.count_parameters(
       pruning.inference_variables(variables, model)['params'])
   assert 'decoder_a' not in pruning.inference_variables(variables, model)['params']
+
+
+def save_tiny_checkpoint(directory, model, variables):
+  """An rrl_jax checkpoint of the reduced model (what training would write)."""
+  from rrl_jax import checkpoint
+  from rrl_jax.models import model_config
+  checkpoint.save_variables(str(directory), variables,
+                            {'model': model_config(model), 'source': 'test'})
+  return str(directory)

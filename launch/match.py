@@ -1,0 +1,83 @@
+r"""Match probabilities for patch pairs with a trained (pruned) RRL-Net.
+
+Pairs pack (authors' format, index 0 = visible/optical):
+  python -m launch.match --checkpoint=DIR --pairs=PACK.npy --out=SCORES.npy
+Two images and keypoints (CSV rows xa,ya,xb,yb: patch centres, pixels):
+  python -m launch.match --checkpoint=DIR --image_a=vis.png --image_b=nir.png \
+      --keypoints=kp.csv --out=SCORES.npy
+Writes N float32 probabilities. Patches that are not 64x64 need --resize.
+"""
+import os
+import sys
+from typing import Optional
+
+from absl import app, flags
+import numpy as np
+
+from rrl_jax import checkpoint, matcher
+
+_CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'rrl_jax checkpoint directory.')
+_PAIRS = flags.DEFINE_string('pairs', None, 'Pairs pack .npy (N, 2, P, P) uint8.')
+_IMAGE_A = flags.DEFINE_string('image_a', None, 'Visible/optical image (keypoint mode).')
+_IMAGE_B = flags.DEFINE_string('image_b', None, 'Other-spectrum image (keypoint mode).')
+_KEYPOINTS = flags.DEFINE_string('keypoints', None, 'CSV of xa,ya,xb,yb rows.')
+_OUT = flags.DEFINE_string('out', None, 'Output .npy of N float32 probabilities.')
+_BATCH_SIZE = flags.DEFINE_integer('batch_size', 256, 'Pairs per batch (global).')
+_RESIZE = flags.DEFINE_bool('resize', False, 'Resize patches of other sizes to 64x64.')
+_PATCH_SIZE = flags.DEFINE_integer('patch_size', 64,
+                                   'Keypoint mode: side of the cut patches.')
+_STEP = flags.DEFINE_integer('step', None, 'Checkpoint step (default: latest).')
+
+
+def load_pack(path: str) -> np.ndarray:
+  if not os.path.isfile(path):
+    raise ValueError(f'{path}: no such pairs file.')
+  try:
+    return np.load(path, allow_pickle=False)
+  except (ValueError, OSError) as e:
+    raise ValueError(f'{path}: not a readable .npy array ({e}).') from e
+
+
+def run(checkpoint_dir: str, out: str, pairs: Optional[str] = None,
+        image_a: Optional[str] = None, image_b: Optional[str] = None,
+        keypoints: Optional[str] = None, batch_size: int = 256,
+        resize: bool = False, patch_size: int = 64,
+        step: Optional[int] = None) -> np.ndarray:
+  """Scores the input, writes `out`; raises ValueError/CheckpointError on bad input."""
+  keypoint_mode = [image_a, image_b, keypoints]
+  if bool(pairs) == any(keypoint_mode):
+    raise ValueError('give either --pairs, or --image_a, --image_b and --keypoints.')
+  if not pairs and not all(keypoint_mode):
+    raise ValueError('keypoint mode needs all of --image_a, --image_b, --keypoints.')
+  if not out:
+    raise ValueError('--out is required.')
+  if pairs:
+    data = load_pack(pairs)
+  else:
+    data = matcher.cut_pairs_at_keypoints(
+        matcher.read_grey_image(image_a), matcher.read_grey_image(image_b),
+        matcher.read_keypoints(keypoints), patch_size)
+  match = matcher.Matcher.from_checkpoint(checkpoint_dir, step,
+                                          batch_size=batch_size, resize=resize)
+  scores = match.score(data).astype(np.float32)
+  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+  np.save(out, scores)
+  return scores
+
+
+def main(argv):
+  del argv
+  if not _CHECKPOINT.value:
+    sys.exit('launch.match: error: --checkpoint is required.')
+  try:
+    scores = run(_CHECKPOINT.value, _OUT.value, _PAIRS.value, _IMAGE_A.value,
+                 _IMAGE_B.value, _KEYPOINTS.value, _BATCH_SIZE.value,
+                 _RESIZE.value, _PATCH_SIZE.value, _STEP.value)
+  except (ValueError, checkpoint.CheckpointError) as e:
+    sys.exit(f'launch.match: error: {e}')
+  print(f'{len(scores)} pairs scored -> {_OUT.value} '
+        f'(P(match) > 0.5: {int(np.sum(scores > 0.5))})')
+
+
+if __name__ == '__main__':
+  app.run(main)
