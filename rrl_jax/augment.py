@@ -59,7 +59,8 @@ def example_keys(rng: jax.Array, step, num_examples: int,
   the whole global batch is augmented in one jitted function).
   """
   base = jax.random.fold_in(jax.random.fold_in(rng, step), _EXAMPLE_TAG)
-  index = jnp.arange(num_examples, dtype=jnp.uint32) + jnp.uint32(index_offset)
+  index = (jnp.arange(num_examples, dtype=jnp.uint32)
+           + jnp.asarray(index_offset).astype(jnp.uint32))
   return jax.vmap(lambda i: jax.random.fold_in(base, i))(index)
 
 
@@ -201,10 +202,10 @@ def apply_pair_plan(xa: jax.Array, xb: jax.Array, plan: Dict[str, jax.Array],
   return xa, xb
 
 
-def plan_batch(rng: jax.Array, step, batch: int, cfg,
-               size: int = 64) -> Dict[str, Dict[str, jax.Array]]:
+def plan_batch(rng: jax.Array, step, batch: int, cfg, size: int = 64,
+               index_offset=0) -> Dict[str, Dict[str, jax.Array]]:
   """All random draws for a batch: {'a': ..., 'b': ..., 'pair': ...} plans."""
-  keys = example_keys(rng, step, batch)
+  keys = example_keys(rng, step, batch, index_offset)
   split = jax.vmap(lambda k: jax.random.split(k, 3))(keys)
 
   def order(seq, n_ops, example_keys_):
@@ -223,11 +224,12 @@ def plan_batch(rng: jax.Array, step, batch: int, cfg,
 
 
 def augment_pairs(rng: jax.Array, step, xa: jax.Array, xb: jax.Array,
-                  cfg) -> Tuple[jax.Array, jax.Array]:
+                  cfg, index_offset=0) -> Tuple[jax.Array, jax.Array]:
   """Augments float [0, 1] NHWC batches xa, xb (B, H, W, C); jit-able.
 
   Per image independently SomeOf(cfg.image_ops) of IMAGE_OPS, then per pair
   jointly SomeOf(cfg.pair_ops) of PAIR_OPS. Returns (xa, xb) in their dtype.
+  `index_offset`: global index of xa[0] when given a slice of the global batch.
   """
   if not cfg.enabled:
     return xa, xb
@@ -236,7 +238,7 @@ def augment_pairs(rng: jax.Array, step, xa: jax.Array, xb: jax.Array,
       raise ValueError(f'augment_pairs {name}: expected a float [0, 1] NHWC '
                        f'batch, got shape {x.shape} dtype {x.dtype}.')
   dtype = xa.dtype
-  plans = plan_batch(rng, step, xa.shape[0], cfg, size=xa.shape[1])
+  plans = plan_batch(rng, step, xa.shape[0], cfg, xa.shape[1], index_offset)
   fa = jax.vmap(lambda x, p: apply_image_plan(x, p, cfg))(
       xa.astype(jnp.float32), plans['a'])
   fb = jax.vmap(lambda x, p: apply_image_plan(x, p, cfg))(
