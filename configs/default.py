@@ -1,0 +1,84 @@
+"""Common training config; experiment configs start from this one.
+
+`get_config(arg)`: arg 'test' (e.g. --config=configs/default.py:test) shrinks
+the run to a tiny model, a tiny in-memory dataset and a few steps.
+"""
+import ml_collections
+
+try:
+  from rrl_jax.losses import LOSS_NAMES
+except ImportError:  # TEMPORARY until rrl_jax.losses lands.
+  from rrl_jax._train_fallbacks import LOSS_NAMES
+try:
+  from rrl_jax.optim import default_optimizer_config
+except ImportError:  # TEMPORARY until rrl_jax.optim lands.
+  from rrl_jax._train_fallbacks import default_optimizer_config
+try:
+  from rrl_jax.augment import default_augment_config
+except ImportError:  # TEMPORARY until rrl_jax.augment lands.
+  from rrl_jax._train_fallbacks import default_augment_config
+
+VGG19_DEFAULT = '~/.keras/models/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5'
+
+
+def get_config(arg: str = '') -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.model_name = 'rrl_net'
+  c.model = ml_collections.ConfigDict(dict(
+      widths=(16, 32, 64, 128, 256), stage_heads=(3, 4, 5),
+      module_heads=(3, 4, 5), head_hidden=(512, 256)))
+
+  c.dataset = ml_collections.ConfigDict(dict(
+      name='synthetic', data_dir='', manual_dir='',
+      builder_kwargs=ml_collections.ConfigDict(),
+      train_split='train', test_splits=('test',),
+      val_split='',          # '' = carve a seeded validation split from train.
+      val_fraction=0.05, val_max_pairs=10000))
+
+  c.batch_size = 64            # Global batch, over all devices and hosts.
+  c.eval_batch_size = 256
+  c.num_epochs = 40            # Epoch = N / batch_size random batches.
+  c.num_train_steps = -1       # > 0 overrides num_epochs.
+  c.data_mode = 'official'     # 'official' random batches | 'epoch' shuffles.
+
+  c.loss_weights = ml_collections.ConfigDict({n: 1.0 for n in LOSS_NAMES})
+  c.recon_loss = 'perceptual'  # 'perceptual' (VGG19 block5_conv4) | 'mse'.
+  c.pixel_weight = 0.1
+  c.vgg19_weights = VGG19_DEFAULT
+  c.optimizer = default_optimizer_config()
+  c.augment = default_augment_config()
+
+  c.dtype = 'float32'          # 'bfloat16': bf16 compute, float32 params.
+  c.seed = 0
+  c.num_devices = -1           # -1: every device (single process: a prefix).
+  c.protocol = 'clean'         # 'clean' (val from train) | 'paper' (test).
+  c.checkpoint_every = 1000
+  c.keep = 3
+  c.eval_every = -1            # -1: every epoch; 0: only at the end.
+  c.log_every = 50
+  c.compilation_cache_dir = '~/.cache/rrl_jax/jax_cache'  # '' or 'none': off.
+
+  if arg == 'test':
+    apply_test_overrides(c)
+  elif arg:
+    raise ValueError(f'Unknown config argument {arg!r}; known: "test".')
+  return c
+
+
+def apply_test_overrides(c: ml_collections.ConfigDict) -> None:
+  """Tiny model, tiny in-memory data, a few steps: seconds on one CPU."""
+  c.model.widths = (4, 8, 8, 16, 16)
+  c.model.head_hidden = (16, 8)
+  c.dataset.name = 'toy'
+  c.dataset.builder_kwargs = ml_collections.ConfigDict({'num_pairs': 64})
+  c.dataset.test_splits = ('test',)
+  c.dataset.val_fraction = 0.25
+  c.batch_size = 8
+  c.eval_batch_size = 32
+  c.num_train_steps = 4
+  c.recon_loss = 'mse'
+  c.checkpoint_every = 2
+  c.keep = 3
+  c.eval_every = 2
+  c.log_every = 1
+  c.compilation_cache_dir = ''
