@@ -5,18 +5,9 @@ the run to a tiny model, a tiny in-memory dataset and a few steps.
 """
 import ml_collections
 
-try:
-  from rrl_jax.losses import LOSS_NAMES
-except ImportError:  # TEMPORARY until rrl_jax.losses lands.
-  from rrl_jax._train_fallbacks import LOSS_NAMES
-try:
-  from rrl_jax.optim import default_optimizer_config
-except ImportError:  # TEMPORARY until rrl_jax.optim lands.
-  from rrl_jax._train_fallbacks import default_optimizer_config
-try:
-  from rrl_jax.augment import default_augment_config
-except ImportError:  # TEMPORARY until rrl_jax.augment lands.
-  from rrl_jax._train_fallbacks import default_augment_config
+from rrl_jax.augment import default_augment_config
+from rrl_jax.losses import LOSS_NAMES
+from rrl_jax.optim import default_optimizer_config
 
 VGG19_DEFAULT = '~/.keras/models/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5'
 
@@ -33,7 +24,10 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
       builder_kwargs=ml_collections.ConfigDict(),
       train_split='train', test_splits=('test',),
       val_split='',          # '' = carve a seeded validation split from train.
-      val_fraction=0.05, val_max_pairs=10000))
+      val_fraction=0.05, val_max_pairs=10000,
+      # 'paper' protocol: select on this split ('' = the test splits), FPR95
+      # averaged over consecutive slices of selection_slice_size (0 = whole).
+      paper_selection_split='', selection_slice_size=0))
 
   c.batch_size = 64            # Global batch, over all devices and hosts.
   c.eval_batch_size = 256

@@ -41,7 +41,7 @@ def main(argv):
                              allow_config_change=_ALLOW_CHANGE.value)
   except (train.ConfigMismatchError, train.NonFiniteLossError) as e:
     sys.exit(f'ERROR: {e}')
-  except train.vgg19.VGG19WeightsError as e:
+  except train.vgg19.VGG19WeightsError as e:  # Names the path and the fix.
     sys.exit(f'ERROR: {e}')
 
 

@@ -28,46 +28,17 @@ import optax
 import orbax.checkpoint as ocp
 import tqdm
 
+from rrl_jax import augment
 from rrl_jax import checkpoint as ckpt_lib
+from rrl_jax import data as data_lib
+from rrl_jax import evaluation
+from rrl_jax import losses
 from rrl_jax import metric_writers
+from rrl_jax import optim
+from rrl_jax import reports
+from rrl_jax import vgg19
+from rrl_jax.data.pipeline import BatchIterator
 from rrl_jax.models import get_model
-
-# TEMPORARY: the real modules are being written concurrently; until they land
-# the stand-ins in rrl_jax/_train_fallbacks.py keep training runnable.
-try:
-  from rrl_jax import losses
-except ImportError:
-  from rrl_jax import _train_fallbacks as losses
-try:
-  from rrl_jax import optim
-except ImportError:
-  from rrl_jax import _train_fallbacks as optim
-try:
-  from rrl_jax import augment
-except ImportError:
-  from rrl_jax import _train_fallbacks as augment
-try:
-  from rrl_jax import vgg19
-except ImportError:
-  from rrl_jax import _train_fallbacks as vgg19
-try:
-  from rrl_jax import data as data_lib
-  from rrl_jax.data.pipeline import BatchIterator
-except ImportError:
-  from rrl_jax import _train_fallbacks as data_lib
-  from rrl_jax._train_fallbacks import BatchIterator
-try:
-  from rrl_jax import evaluation
-except ImportError:
-  from rrl_jax import _train_fallbacks as evaluation
-try:
-  from rrl_jax import reports
-except ImportError:
-  from rrl_jax import _train_fallbacks as reports
-try:
-  from rrl_jax import metrics as metrics_lib
-except ImportError:
-  from rrl_jax import _train_fallbacks as metrics_lib
 
 CONFIG_FILE = 'config.json'
 CHECKPOINT_DIR = 'checkpoints'
@@ -192,7 +163,8 @@ def load_data(config) -> Dict[str, Any]:
   train = load(ds.train_split)
   tests = {s: load(s) for s in ds.test_splits}
   if config.protocol == 'paper':
-    select = tests
+    sel = ds.paper_selection_split
+    select = {sel: tests[sel] if sel in tests else load(sel)} if sel else tests
   elif ds.val_split:
     select = {ds.val_split: load(ds.val_split)}
   else:
@@ -232,9 +204,7 @@ def make_mesh(num_devices: int = -1) -> Mesh:
 
 
 def _schedule(config, total_steps):
-  if hasattr(optim, 'make_schedule'):
-    return optim.make_schedule(config.optimizer, total_steps=total_steps)
-  return lambda step: jnp.asarray(config.optimizer.learning_rate, jnp.float32)
+  return optim.make_schedule(config.optimizer, total_steps=total_steps)
 
 
 def init_state(model, tx, config, mesh) -> TrainState:
@@ -381,13 +351,19 @@ def restore_latest(ckpt_dir: str, state: TrainState, keep: int, workdir: str):
 # Evaluation.
 
 
-def selection_fpr95(model, variables, splits, batch_size, mesh) -> float:
-  """Mean FPR95 over the selection splits (validation, or test for 'paper')."""
-  values = []
-  for patches, labels in splits.values():
-    scores = evaluation.score_pairs(model, variables, patches, batch_size, mesh=mesh)
-    values.append(float(metrics_lib.fpr95(labels, scores)))
-  return float(np.mean(values))
+def eval_mesh(train_mesh: Mesh) -> Mesh:
+  """Evaluation runs on this process's devices (every process scores all)."""
+  local = [d for d in train_mesh.devices.flat if d.process_index == jax.process_index()]
+  return Mesh(np.asarray(local), ('data',))
+
+
+def selection_fpr95(model, variables, splits, batch_size, mesh,
+                    slice_size: int = 0) -> float:
+  """Mean FPR95 (%) over the selection splits (validation, or test: 'paper')."""
+  return float(np.mean([
+      evaluation.selection_fpr95(model, variables, patches, labels, batch_size,
+                                 mesh, slice_size=slice_size or None)
+      for patches, labels in splits.values()]))
 
 
 # ----------------------------------------------------------------------------
@@ -418,6 +394,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   datasets = load_data(config)
   mesh = make_mesh(config.num_devices)
+  emesh = eval_mesh(mesh)
   if config.batch_size % mesh.size:
     raise ValueError(f'batch_size={config.batch_size} is not divisible by the '
                      f'{mesh.size} devices of the mesh.')
@@ -468,7 +445,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   def evaluate_and_select(step):
     fpr = selection_fpr95(model, variables_host(), datasets['select'],
-                          config.eval_batch_size, mesh)
+                          config.eval_batch_size, emesh,
+                          config.dataset.selection_slice_size)
     improved = best['fpr95'] is None or fpr < best['fpr95']
     if improved:
       best.update(fpr95=fpr, step=int(step))
@@ -539,21 +517,31 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   # Final evaluation of the selected checkpoint on every test split.
   best_vars, _ = ckpt_lib.load_variables(os.path.join(workdir, BEST_DIR))
-  results = evaluation.evaluate_splits(model, best_vars, datasets['test'],
-                                       config.eval_batch_size, mesh=mesh)
+  results = evaluation.evaluate_splits(
+      model, best_vars, datasets['test'], config.eval_batch_size, mesh=emesh,
+      dataset=config.dataset.name, return_scores=True)
+  scores = results.pop('scores')
   summary = {'workdir': workdir, 'protocol': config.protocol,
              'selection': ('validation split carved from the training data'
                            if config.protocol == 'clean' and not config.dataset.val_split
                            else f'split {config.dataset.val_split}'
                            if config.protocol == 'clean'
+                           else f'split {config.dataset.paper_selection_split} '
+                           '(as the official code does)'
+                           if config.dataset.paper_selection_split
                            else 'test splits (as the official code does)'),
              'selected_step': best['step'], 'selection_fpr95': best['fpr95'],
              'final_step': int(step), 'dataset': config.dataset.name,
              'results': results}
   outdir = os.path.join(workdir, RESULTS_DIR)
   if is_main:
-    reports.write_reports(outdir, results, dataset=config.dataset.name,
-                          protocol=config.protocol)
+    reports.write_reports(
+        outdir, dict(results, scores=scores), datasets['test'],
+        dataset=config.dataset.name, protocol=config.protocol,
+        checkpoint=os.path.join(workdir, BEST_DIR),
+        extra={'selection': summary['selection'],
+               'selected_step': best['step'],
+               'selection_fpr95': best['fpr95'], 'final_step': int(step)})
     with open(os.path.join(outdir, 'summary.json'), 'w') as f:
       json.dump(summary, f, indent=2, default=str)
     print(f'Training done ({step} steps, {config.protocol} protocol, selected step '

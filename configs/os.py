@@ -1,0 +1,25 @@
+"""OS (optical/SAR) patch benchmark, paper protocol settings (authors' npy packs).
+
+One train/test split (os_{train,test}_image.npy + _label.npy in manual_dir). Batch 64,
+40 epochs of N/64 random batches, perceptual loss, Keras Nadam lr 2e-4.
+  python -m launch.main --config=configs/os.py --workdir=DIR \\
+      --config.dataset.manual_dir=/path/to/npy_packs \\
+      --config.vgg19_weights=/path/to/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5
+--config.protocol=paper selects on the test split, as the official code does.
+"""
+from configs import default
+
+
+def get_config(arg: str = ''):
+  c = default.get_config()
+  c.dataset.name = 'os'
+  c.dataset.train_split = 'train'
+  c.dataset.test_splits = ('test',)
+  c.batch_size = 64
+  c.num_epochs = 40
+  c.recon_loss = 'perceptual'
+  c.optimizer.name = 'keras_nadam'
+  c.optimizer.learning_rate = 2e-4
+  if arg == 'test':
+    default.apply_test_overrides(c)
+  return c

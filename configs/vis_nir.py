@@ -1,0 +1,31 @@
+"""VIS-NIR patch benchmark, paper protocol settings (authors' npy packs).
+
+Train on country, report the eight test categories and their mean. Batch 64,
+40 epochs of N/64 random batches, perceptual loss, Keras Nadam lr 2e-4.
+  python -m launch.main --config=configs/vis_nir.py --workdir=DIR \\
+      --config.dataset.manual_dir=/path/to/vis_nir_npy \\
+      --config.vgg19_weights=/path/to/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5
+With --config.protocol=paper selection uses val_data.npy in 8 slices of
+10,000 pairs, as the official code does.
+"""
+from configs import default
+
+TEST_CATEGORIES = ('field', 'forest', 'indoor', 'mountain', 'oldbuilding',
+                   'street', 'urban', 'water')
+
+
+def get_config(arg: str = ''):
+  c = default.get_config()
+  c.dataset.name = 'vis_nir'
+  c.dataset.train_split = 'country'
+  c.dataset.test_splits = TEST_CATEGORIES
+  c.dataset.paper_selection_split = 'val'
+  c.dataset.selection_slice_size = 10000
+  c.batch_size = 64
+  c.num_epochs = 40
+  c.recon_loss = 'perceptual'
+  c.optimizer.name = 'keras_nadam'
+  c.optimizer.learning_rate = 2e-4
+  if arg == 'test':
+    default.apply_test_overrides(c)
+  return c
