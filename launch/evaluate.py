@@ -18,18 +18,23 @@ from absl import app, flags, logging
 from rrl_jax import checkpoint, evaluation, reports
 from rrl_jax.models import model_from_config
 
-_CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'rrl_jax checkpoint directory.')
-_CONFIG = flags.DEFINE_string('config', None, 'Config file[:arg] (its dataset section).')
-_DATASET = flags.DEFINE_string('dataset', None, 'Dataset name (overrides the config).')
-_SPLITS = flags.DEFINE_list('splits', None, 'Splits to evaluate (default: test splits).')
-_DATA_DIR = flags.DEFINE_string('data_dir', None, 'TFDS data_dir.')
-_MANUAL_DIR = flags.DEFINE_string('manual_dir', None, 'Manually downloaded files.')
-_OUT = flags.DEFINE_string('out', None, 'Results folder.')
-_BATCH_SIZE = flags.DEFINE_integer('batch_size', None, 'Global batch (default 256).')
-_PROTOCOL = flags.DEFINE_string('protocol', None, "'clean' or 'paper' (recorded only).")
-_STEP = flags.DEFINE_integer('step', None, 'Checkpoint step (default: latest).')
-_MGLA_PAIRS = flags.DEFINE_integer('mgla_pairs', 4, 'Pairs in mgla.png (0: none).')
-_MLPP = flags.DEFINE_bool('mlpp', False, 'Also measure full vs pruned params/latency.')
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """Flags are defined only when run as a program (modules stay importable)."""
+  flags.DEFINE_string('checkpoint', None, 'rrl_jax checkpoint directory.')
+  flags.DEFINE_string('config', None, 'Config file[:arg] (its dataset section).')
+  flags.DEFINE_string('dataset', None, 'Dataset name (overrides the config).')
+  flags.DEFINE_list('splits', None, 'Splits to evaluate (default: test splits).')
+  flags.DEFINE_string('data_dir', None, 'TFDS data_dir.')
+  flags.DEFINE_string('manual_dir', None, 'Manually downloaded files.')
+  flags.DEFINE_string('out', None, 'Results folder.')
+  flags.DEFINE_integer('batch_size', None, 'Global batch (default 256).')
+  flags.DEFINE_string('protocol', None, "'clean' or 'paper' (recorded only).")
+  flags.DEFINE_integer('step', None, 'Checkpoint step (default: latest).')
+  flags.DEFINE_integer('mgla_pairs', 4, 'Pairs in mgla.png (0: none).')
+  flags.DEFINE_bool('mlpp', False, 'Also measure full vs pruned params/latency.')
 
 
 def load_config(spec: str):
@@ -99,19 +104,20 @@ def run(checkpoint_dir: str, out: str, dataset: Optional[str] = None,
 
 def main(argv):
   del argv
-  if not _CHECKPOINT.value:
+  if not FLAGS.checkpoint:
     sys.exit('launch.evaluate: error: --checkpoint is required.')
   try:
-    config = load_config(_CONFIG.value) if _CONFIG.value else None
-    record = run(_CHECKPOINT.value, _OUT.value, _DATASET.value, config,
-                 _SPLITS.value, _DATA_DIR.value, _MANUAL_DIR.value,
-                 _BATCH_SIZE.value, _PROTOCOL.value, _STEP.value,
-                 _MGLA_PAIRS.value, _MLPP.value)
+    config = load_config(FLAGS.config) if FLAGS.config else None
+    record = run(FLAGS.checkpoint, FLAGS.out, FLAGS.dataset, config,
+                 FLAGS.splits, FLAGS.data_dir, FLAGS.manual_dir,
+                 FLAGS.batch_size, FLAGS.protocol, FLAGS.step,
+                 FLAGS.mgla_pairs, FLAGS.mlpp)
   except (ValueError, OSError, checkpoint.CheckpointError) as e:
     sys.exit(f'launch.evaluate: error: {e}')
   print(reports.results_markdown(record))
-  print(f'Reports written to {_OUT.value}')
+  print(f'Reports written to {FLAGS.out}')
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

@@ -16,17 +16,21 @@ import numpy as np
 
 from rrl_jax import checkpoint, matcher
 
-_CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'rrl_jax checkpoint directory.')
-_PAIRS = flags.DEFINE_string('pairs', None, 'Pairs pack .npy (N, 2, P, P) uint8.')
-_IMAGE_A = flags.DEFINE_string('image_a', None, 'Visible/optical image (keypoint mode).')
-_IMAGE_B = flags.DEFINE_string('image_b', None, 'Other-spectrum image (keypoint mode).')
-_KEYPOINTS = flags.DEFINE_string('keypoints', None, 'CSV of xa,ya,xb,yb rows.')
-_OUT = flags.DEFINE_string('out', None, 'Output .npy of N float32 probabilities.')
-_BATCH_SIZE = flags.DEFINE_integer('batch_size', 256, 'Pairs per batch (global).')
-_RESIZE = flags.DEFINE_bool('resize', False, 'Resize patches of other sizes to 64x64.')
-_PATCH_SIZE = flags.DEFINE_integer('patch_size', 64,
-                                   'Keypoint mode: side of the cut patches.')
-_STEP = flags.DEFINE_integer('step', None, 'Checkpoint step (default: latest).')
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """Flags are defined only when run as a program (modules stay importable)."""
+  flags.DEFINE_string('checkpoint', None, 'rrl_jax checkpoint directory.')
+  flags.DEFINE_string('pairs', None, 'Pairs pack .npy (N, 2, P, P) uint8.')
+  flags.DEFINE_string('image_a', None, 'Visible/optical image (keypoint mode).')
+  flags.DEFINE_string('image_b', None, 'Other-spectrum image (keypoint mode).')
+  flags.DEFINE_string('keypoints', None, 'CSV of xa,ya,xb,yb rows.')
+  flags.DEFINE_string('out', None, 'Output .npy of N float32 probabilities.')
+  flags.DEFINE_integer('batch_size', 256, 'Pairs per batch (global).')
+  flags.DEFINE_bool('resize', False, 'Resize patches of other sizes to 64x64.')
+  flags.DEFINE_integer('patch_size', 64, 'Keypoint mode: side of the cut patches.')
+  flags.DEFINE_integer('step', None, 'Checkpoint step (default: latest).')
 
 
 def load_pack(path: str) -> np.ndarray:
@@ -67,17 +71,18 @@ def run(checkpoint_dir: str, out: str, pairs: Optional[str] = None,
 
 def main(argv):
   del argv
-  if not _CHECKPOINT.value:
+  if not FLAGS.checkpoint:
     sys.exit('launch.match: error: --checkpoint is required.')
   try:
-    scores = run(_CHECKPOINT.value, _OUT.value, _PAIRS.value, _IMAGE_A.value,
-                 _IMAGE_B.value, _KEYPOINTS.value, _BATCH_SIZE.value,
-                 _RESIZE.value, _PATCH_SIZE.value, _STEP.value)
+    scores = run(FLAGS.checkpoint, FLAGS.out, FLAGS.pairs, FLAGS.image_a,
+                 FLAGS.image_b, FLAGS.keypoints, FLAGS.batch_size,
+                 FLAGS.resize, FLAGS.patch_size, FLAGS.step)
   except (ValueError, checkpoint.CheckpointError) as e:
     sys.exit(f'launch.match: error: {e}')
-  print(f'{len(scores)} pairs scored -> {_OUT.value} '
+  print(f'{len(scores)} pairs scored -> {FLAGS.out} '
         f'(P(match) > 0.5: {int(np.sum(scores > 0.5))})')
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)
