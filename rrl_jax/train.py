@@ -224,12 +224,15 @@ def init_state(model, tx, config, mesh) -> TrainState:
 
 
 def make_train_step(model, tx, config, mesh, run_key, recon_loss, lr_fn):
-  """Returns the jitted, state-donating step(state, batch) -> (state, metrics)."""
-  weights = {k: float(v) for k, v in config.loss_weights.items()}
+  """Returns the jitted, state-donating step(state, batch, weights).
+
+  `weights` ({term: float32 scalar}) is an argument, not a constant, so
+  changing loss weights does not recompile.
+  """
   aug_cfg = config.augment
   score_name = f'stage{model.score_stage}'
 
-  def step_fn(state: TrainState, batch):
+  def step_fn(state: TrainState, batch, weights):
     xa = batch['xa'].astype(jnp.float32) / 255.0
     xb = batch['xb'].astype(jnp.float32) / 255.0
     labels = batch['label']
@@ -264,8 +267,15 @@ def make_train_step(model, tx, config, mesh, run_key, recon_loss, lr_fn):
 
   repl = NamedSharding(mesh, P())
   data = NamedSharding(mesh, P('data'))
-  return jax.jit(step_fn, donate_argnums=0, in_shardings=(repl, data),
+  return jax.jit(step_fn, donate_argnums=0, in_shardings=(repl, data, repl),
                  out_shardings=(repl, repl))
+
+
+def loss_weights(config, mesh) -> Dict[str, jax.Array]:
+  sharding = NamedSharding(mesh, P())
+  return {k: jax.make_array_from_callback((), sharding,
+                                          lambda _, v=v: np.float32(v))
+          for k, v in config.loss_weights.items()}
 
 
 def global_batch(batch: Dict[str, np.ndarray], mesh: Mesh) -> Dict[str, jax.Array]:
@@ -428,6 +438,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   train_step = make_train_step(model, tx, config, mesh, run_key, recon_loss,
                                _schedule(config, total_steps))
+  weights = loss_weights(config, mesh)
   writer = metric_writers.MetricWriter(workdir, enabled=is_main)
   kill_at = int(os.environ.get(KILL_ENV, '0') or 0)
   bar = tqdm.tqdm(total=total_steps, initial=start, disable=not is_main,
@@ -467,7 +478,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     while step < total_steps:
       batch = global_batch(next(it), mesh)
       t0 = time.time()
-      state, m = train_step(state, batch)
+      state, m = train_step(state, batch, weights)
       m = {k: float(v) for k, v in to_host(m).items()}
       dt = time.time() - t0
       bad = sorted(k for k, v in m.items() if not math.isfinite(v)

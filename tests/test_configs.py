@@ -1,0 +1,81 @@
+"""Configs load, paper settings hold, flags override, unknown keys fail."""
+import glob
+import os
+import sys
+
+from absl import flags
+from ml_collections import config_flags
+import pytest
+
+from tests.train_helpers import REPO
+
+CONFIGS = sorted(os.path.basename(p)[:-3] for p in glob.glob(
+    os.path.join(REPO, 'configs', '*.py')) if not p.endswith('__init__.py'))
+
+
+def _parse(argv):
+  """Parses like launch.main (config_flags reads overrides from sys.argv)."""
+  argv = ['prog'] + argv
+  old, sys.argv = sys.argv, argv
+  try:
+    return _parse_argv(argv)
+  finally:
+    sys.argv = old
+
+
+def _parse_argv(argv):
+  fv = flags.FlagValues()
+  config_flags.DEFINE_config_file('config', None, 'cfg', flag_values=fv,
+                                  lock_config=True)
+  fv(argv)
+  return fv.config
+
+
+@pytest.mark.parametrize('name', CONFIGS)
+@pytest.mark.parametrize('arg', ['', ':test'])
+def test_every_config_loads(name, arg):
+  c = _parse([f'--config={REPO}/configs/{name}.py{arg}'])
+  assert c.model_name == 'rrl_net'
+  assert set(c.loss_weights) == {'stage3', 'stage4', 'stage5', 'module3', 'module4',
+                                 'module5', 'recon_a', 'recon_b'}
+  assert c.protocol == 'clean'
+  if arg or name == 'test':
+    assert c.model.widths == (4, 8, 8, 16, 16) and c.num_train_steps <= 10
+
+
+@pytest.mark.parametrize('name', ['vis_nir', 'os', 'sen1_2'])
+def test_paper_protocol_settings(name):
+  c = _parse([f'--config={REPO}/configs/{name}.py'])
+  assert c.batch_size == 64 and c.num_epochs == 40 and c.num_train_steps <= 0
+  assert c.recon_loss == 'perceptual' and c.data_mode == 'official'
+  assert c.optimizer.name == 'keras_nadam' and c.optimizer.learning_rate == 2e-4
+  assert all(w == 1.0 for w in c.loss_weights.values())
+  assert c.model.widths == (16, 32, 64, 128, 256)
+
+
+def test_scenes_and_demo():
+  c = _parse([f'--config={REPO}/configs/scenes.py'])
+  assert c.dataset.train_split == 'country' and 'field' in c.dataset.test_splits
+  d = _parse([f'--config={REPO}/configs/demo.py'])
+  assert d.dataset.name == 'synthetic' and d.recon_loss == 'mse'
+  assert d.model.widths == (16, 32, 64, 128, 256)
+
+
+def test_override_flags():
+  c = _parse([f'--config={REPO}/configs/vis_nir.py', '--config.batch_size=128',
+              '--config.optimizer.learning_rate=4e-4', '--config.protocol=paper',
+              '--config.model.widths=(8,8,8,8,8)', '--config.dataset.manual_dir=/x'])
+  assert c.batch_size == 128 and c.optimizer.learning_rate == 4e-4
+  assert c.protocol == 'paper' and tuple(c.model.widths) == (8,) * 5
+  assert c.dataset.manual_dir == '/x'
+
+
+def test_unknown_key_is_a_clear_error():
+  with pytest.raises(Exception, match='batch_sise'):
+    _parse([f'--config={REPO}/configs/test.py', '--config.batch_sise=3'])
+
+
+def test_locked_config_refuses_new_fields():
+  c = _parse([f'--config={REPO}/configs/test.py'])
+  with pytest.raises(AttributeError):
+    c.new_field = 1

@@ -1,0 +1,65 @@
+"""Resume equality: N steps + N more == 2N uninterrupted (also after SIGKILL)."""
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from rrl_jax import train
+from tests.train_helpers import config_flags_for, max_abs_diff, params_of
+from tests.train_helpers import run_python, test_config
+
+N = 4
+
+
+@pytest.fixture(scope='module')
+def reference(tmp_path_factory):
+  """2N uninterrupted steps."""
+  workdir = str(tmp_path_factory.mktemp('uninterrupted'))
+  train.train_and_evaluate(test_config(num_train_steps=2 * N), workdir)
+  return params_of(workdir)
+
+
+@pytest.fixture(scope='module')
+def first_half(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('first_half'))
+  train.train_and_evaluate(test_config(num_train_steps=N), workdir)
+  return workdir
+
+
+def test_resume_equals_uninterrupted(reference, first_half, tmp_path):
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(first_half, workdir)
+  summary = train.train_and_evaluate(test_config(num_train_steps=2 * N), workdir)
+  assert summary['final_step'] == 2 * N
+  assert max_abs_diff(params_of(workdir), reference) == 0.0
+
+
+def test_corrupt_latest_checkpoint_falls_back(first_half, tmp_path, capsys):
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(first_half, workdir)
+  expected = params_of(first_half)  # Step N, uninterrupted.
+  latest = os.path.join(workdir, 'checkpoints', str(N))
+  for root, _, files in os.walk(os.path.join(latest, 'params')):
+    for name in files:
+      with open(os.path.join(root, name), 'wb') as f:
+        f.write(b'garbage')
+  train.train_and_evaluate(test_config(num_train_steps=N), workdir)
+  out = capsys.readouterr().out
+  assert 'unreadable' in out and f'checkpoints/{N}' in out
+  assert f'Resumed from checkpoint step {N // 2}' in out
+  assert os.listdir(os.path.join(workdir, 'unreadable_checkpoints'))
+  assert max_abs_diff(params_of(workdir), expected) == 0.0
+
+
+def test_killed_subprocess_resumes_exactly(reference, tmp_path):
+  workdir = str(tmp_path / 'killed')
+  args = ['-m', 'launch.main', f'--workdir={workdir}'] + config_flags_for(
+      num_train_steps=2 * N)
+  killed = run_python(args, env={train.KILL_ENV: str(N + 1)})
+  assert killed.returncode == -9, killed.stderr[-3000:]
+  assert not os.path.exists(os.path.join(workdir, 'results'))
+  resumed = run_python(args)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert 'Resumed from checkpoint step' in resumed.stdout
+  assert max_abs_diff(params_of(workdir), reference) == 0.0

@@ -1,0 +1,55 @@
+"""Shared helpers of the training tests (tiny model, tiny data, shared cache)."""
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# One persistent compilation cache for every training test (and subprocess):
+# the tiny model compiles once, later runs load it.
+CACHE = os.path.join(tempfile.gettempdir(), 'rrl_jax_test_jax_cache')
+
+
+def test_config(**overrides):
+  from configs import default  # pylint: disable=g-import-not-at-top
+  c = default.get_config('test')
+  c.compilation_cache_dir = CACHE
+  for key, value in overrides.items():
+    target = c
+    *parents, leaf = key.split('.')
+    for p in parents:
+      target = target[p]
+    target[leaf] = value
+  return c
+
+
+def config_flags_for(**overrides):
+  """--config.* flags for launch.main equal to test_config(**overrides)."""
+  flags = [f'--config={os.path.join(REPO, "configs", "test.py")}',
+           f'--config.compilation_cache_dir={CACHE}']
+  flags += [f'--config.{k}={v}' for k, v in overrides.items()]
+  return flags
+
+
+def run_python(args, env=None, timeout=600):
+  full_env = dict(os.environ)
+  full_env['PYTHONPATH'] = REPO + os.pathsep + full_env.get('PYTHONPATH', '')
+  full_env.update(env or {})
+  return subprocess.run([sys.executable] + list(args), cwd=REPO, env=full_env,
+                        capture_output=True, text=True, timeout=timeout)
+
+
+def params_of(workdir, sub='checkpoints', step=None):
+  from rrl_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  variables, _ = checkpoint.load_variables(os.path.join(workdir, sub), step)
+  return variables
+
+
+def max_abs_diff(a, b):
+  import jax  # pylint: disable=g-import-not-at-top
+  la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+  assert len(la) == len(lb)
+  return max(float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64))))
+             for x, y in zip(la, lb))
