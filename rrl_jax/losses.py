@@ -97,6 +97,8 @@ def weighted_total(terms: Mapping[str, jax.Array],
                    weights: Mapping[str, float]) -> jax.Array:
   """Sum of weights[name] * term (a name missing from weights has weight 1).
 
+  Weights may be Python floats or (traced) float32 scalars.
+
   Raises ValueError for a weight naming no known loss (a likely typo).
   """
   unknown = sorted(set(weights.keys()) - set(LOSS_NAMES))
@@ -105,5 +107,6 @@ def weighted_total(terms: Mapping[str, jax.Array],
   total = jnp.zeros((), jnp.float32)
   for name in LOSS_NAMES:
     if name in terms:
-      total = total + float(weights.get(name, 1.0)) * terms[name]
+      weight = weights[name] if name in weights else 1.0
+      total = total + jnp.asarray(weight, jnp.float32) * terms[name]
   return total

@@ -78,6 +78,10 @@ def test_loss_terms_and_weights():
   weights = {n: float(i) for i, n in enumerate(losses.LOSS_NAMES)}
   np.testing.assert_allclose(float(losses.weighted_total(terms, weights)),
                              sum(weights[n] * float(terms[n]) for n in terms), rtol=1e-6)
+  traced = jax.jit(losses.weighted_total)(
+      terms, {n: jnp.float32(w) for n, w in weights.items()})
+  np.testing.assert_allclose(float(traced), float(losses.weighted_total(terms, weights)),
+                             rtol=1e-6)
   with pytest.raises(ValueError, match='stage6'):
     losses.weighted_total(terms, {'stage6': 1.0})
 
