@@ -1,0 +1,493 @@
+"""Benchmark harness for RRL-Net (issue 6): train step, inference, MLPP, pipeline.
+
+  python -m launch.bench                                   # everything, defaults
+  python -m launch.bench --parts=train,infer --repeats=5 --out=bench.json
+  python -m launch.bench --parts=infer --infer_batch_sizes=256,512 --dtypes=bfloat16
+
+Parts (--parts, comma separated):
+  peak      large matmul (--peak_n) in float32 and bfloat16: the device's
+            measured FLOP/s ceiling that every other row is compared against.
+  train     the jitted train step of rrl_jax.train (state donated; forward in
+            train mode, 6 BCE + 2 reconstruction losses, gradients, Keras Nadam,
+            BatchNorm statistics) at --train_batch_sizes; --recon_loss=mse
+            (default, the issue's reference workload) or perceptual.
+  infer     MLPP inference: the pruned subtree, score_only=True (the deployed
+            match logit) at --infer_batch_sizes.
+  full      the full model in inference mode returning all 8 outputs (so jit
+            cannot drop the unused heads): the "before MLPP" comparison.
+  pipeline  pairs/s of rrl_jax.data.pipeline.BatchIterator (launch.bench_pipeline).
+
+Every compute row is measured for each --dtypes entry and each --devices entry
+('one' = the first device, 'all' = a data-parallel mesh over jax.devices();
+'all' is skipped when there is a single device). Each row: compile time
+(lower + compile), --warmup untimed calls, then --repeats timed calls each
+ending in block_until_ready; median, min, max and the relative spread
+(max - min) / median. FLOPs per pair come from XLA's cost analysis of the
+compiled executable; achieved FLOP/s is reported as a percentage of the
+measured matmul peak of the same dtype. Memory: the executable's
+memory_analysis (arguments + outputs + temporaries), the device's
+peak_bytes_in_use where the backend reports it (GPU/TPU), and the process RSS
+high-water mark (CPU; process-wide, so monotone over the run).
+
+Results print as a table and, with --out, go to a JSON file together with the
+machine description (jax/jaxlib versions, devices, CPU model, load average).
+"""
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rrl_jax import pruning
+from rrl_jax.models import RRLNet
+
+PARTS = ('peak', 'train', 'infer', 'full', 'pipeline')
+
+
+# ----------------------------------------------------------------------------
+# Timing and reporting helpers.
+
+
+def time_calls(fn: Callable[[], Any], repeats: int, warmup: int) -> List[float]:
+  """Seconds per call of fn() (which must return something blockable)."""
+  for _ in range(warmup):
+    jax.block_until_ready(fn())
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - start)
+  return times
+
+
+def summarize(times: Sequence[float]) -> Dict[str, float]:
+  med = statistics.median(times)
+  return dict(median_s=med, min_s=min(times), max_s=max(times),
+              spread=(max(times) - min(times)) / med if med else 0.0,
+              repeats=len(times), times_s=list(times))
+
+
+def cost_flops(compiled) -> Optional[float]:
+  try:
+    cost = compiled.cost_analysis()
+  except Exception:  # pylint: disable=broad-except
+    return None
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else None
+  if not cost:
+    return None
+  flops = cost.get('flops')
+  return float(flops) if flops is not None and flops > 0 else None
+
+
+def executable_bytes(compiled) -> Optional[int]:
+  try:
+    m = compiled.memory_analysis()
+  except Exception:  # pylint: disable=broad-except
+    return None
+  if m is None:
+    return None
+  fields = ('argument_size_in_bytes', 'output_size_in_bytes',
+            'temp_size_in_bytes', 'generated_code_size_in_bytes')
+  total = 0
+  for f in fields:
+    total += int(getattr(m, f, 0) or 0)
+  alias = int(getattr(m, 'alias_size_in_bytes', 0) or 0)
+  return total - alias
+
+
+def device_peak_bytes(devices) -> Optional[int]:
+  peaks = []
+  for d in devices:
+    try:
+      stats = d.memory_stats()
+    except Exception:  # pylint: disable=broad-except
+      stats = None
+    if stats and 'peak_bytes_in_use' in stats:
+      peaks.append(int(stats['peak_bytes_in_use']))
+  return max(peaks) if peaks else None
+
+
+def rss_peak_bytes() -> int:
+  kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+  return int(kb) * (1 if sys.platform == 'darwin' else 1024)
+
+
+def load_average() -> Optional[List[float]]:
+  try:
+    return [round(x, 2) for x in os.getloadavg()]
+  except OSError:
+    return None
+
+
+def cpu_model() -> str:
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('model name'):
+          return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
+def machine_info() -> Dict[str, Any]:
+  import jaxlib  # pylint: disable=g-import-not-at-top
+  devs = jax.devices()
+  return dict(
+      jax=jax.__version__, jaxlib=getattr(jaxlib, '__version__', '?'),
+      python=platform.python_version(), backend=jax.default_backend(),
+      device_kind=devs[0].device_kind, num_devices=len(devs),
+      cpu=cpu_model(), cpu_count=os.cpu_count(), load_average=load_average(),
+      xla_flags=os.environ.get('XLA_FLAGS', ''))
+
+
+# ----------------------------------------------------------------------------
+# Workloads.
+
+
+def make_mesh(which: str):
+  from jax.sharding import Mesh  # pylint: disable=g-import-not-at-top
+  devices = jax.devices()[:1] if which == 'one' else jax.devices()
+  return Mesh(np.asarray(devices), ('data',))
+
+
+def shard_batch(mesh, *arrays):
+  from jax.sharding import NamedSharding, PartitionSpec as P  # pylint: disable=g-import-not-at-top
+  sharding = NamedSharding(mesh, P('data'))
+  return tuple(jax.device_put(a, sharding) for a in arrays)
+
+
+def replicate(mesh, tree):
+  from jax.sharding import NamedSharding, PartitionSpec as P  # pylint: disable=g-import-not-at-top
+  return jax.device_put(tree, NamedSharding(mesh, P()))
+
+
+def random_patches(batch: int, patch: int, seed: int):
+  rng = np.random.default_rng(seed)
+  xa = rng.random((batch, patch, patch, 1), dtype=np.float32)
+  xb = rng.random((batch, patch, patch, 1), dtype=np.float32)
+  return xa, xb
+
+
+def init_variables(model: RRLNet, seed: int = 0):
+  x = jnp.zeros((2, model.patch_size, model.patch_size, 1), jnp.float32)
+  return jax.jit(lambda k: model.init(k, x, x, train=True))(jax.random.key(seed))
+
+
+def build_model(args, dtype: str) -> RRLNet:
+  kw = dict(widths=tuple(args.widths), head_hidden=tuple(args.head_hidden))
+  if dtype == 'bfloat16':
+    kw['dtype'] = jnp.bfloat16
+  return RRLNet(**kw)
+
+
+def measure_compiled(lowered_fn, call, batch: int, args, devices,
+                     extra: Dict[str, Any]) -> Dict[str, Any]:
+  """Compiles (timed), runs warm-up + repeats, returns a result row."""
+  start = time.perf_counter()
+  compiled = lowered_fn()
+  compile_s = time.perf_counter() - start
+  times = time_calls(lambda: call(compiled), args.repeats, args.warmup)
+  row = dict(extra)
+  row.update(summarize(times))
+  flops = cost_flops(compiled)
+  row.update(
+      batch=batch, compile_s=compile_s,
+      pairs_per_s=batch / row['median_s'],
+      flops_per_pair=flops / batch if flops else None,
+      achieved_flops=flops / row['median_s'] if flops else None,
+      executable_bytes=executable_bytes(compiled),
+      device_peak_bytes=device_peak_bytes(devices),
+      rss_peak_bytes=rss_peak_bytes())
+  return row
+
+
+def bench_infer(args, dtype: str, which: str, batch: int, full: bool):
+  model = build_model(args, dtype)
+  mesh = make_mesh(which)
+  if batch % mesh.size:
+    return None
+  variables = init_variables(model)
+  if full:
+    variables = {'params': variables['params'],
+                 'batch_stats': variables['batch_stats']}
+    fn = lambda v, a, b: model.apply(v, a, b, train=False)  # all 8 outputs
+  else:
+    variables = pruning.inference_variables(variables, model)
+    fn = lambda v, a, b: pruning.match_logit(model, v, a, b)
+  variables = replicate(mesh, variables)
+  xa, xb = shard_batch(mesh, *random_patches(batch, model.patch_size, args.seed))
+  jitted = jax.jit(fn)
+  row = measure_compiled(
+      lambda: jitted.lower(variables, xa, xb).compile(),
+      lambda c: c(variables, xa, xb), batch, args, mesh.devices.flat,
+      dict(part='full' if full else 'infer', dtype=dtype, devices=which,
+           num_devices=mesh.size,
+           params=pruning.count_parameters(variables['params'])))
+  return row
+
+
+def _own_train_step(model, tx, recon_loss):
+  """Equivalent of rrl_jax.train's step, used when that module is unavailable."""
+  from rrl_jax import losses  # pylint: disable=g-import-not-at-top
+  import optax  # pylint: disable=g-import-not-at-top
+
+  def step_fn(state, batch):
+    params, batch_stats, opt_state = state
+    xa, xb, labels = batch['xa'], batch['xb'], batch['label']
+
+    def loss_fn(p):
+      outputs, new_vars = model.apply({'params': p, 'batch_stats': batch_stats},
+                                      xa, xb, train=True, mutable=['batch_stats'])
+      terms = losses.loss_terms(outputs, labels, xa, xb, recon_loss)
+      return losses.weighted_total(terms, {}), new_vars['batch_stats']
+
+    (total, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), new_stats, opt_state), total
+
+  return jax.jit(step_fn, donate_argnums=0)
+
+
+def bench_train(args, dtype: str, which: str, batch: int):
+  from rrl_jax import losses, optim  # pylint: disable=g-import-not-at-top
+  model = build_model(args, dtype)
+  mesh = make_mesh(which)
+  if batch % mesh.size:
+    return None
+  tx = optim.make_optimizer(optim.default_optimizer_config())
+  vgg = None
+  if args.recon_loss == 'perceptual':
+    from rrl_jax import vgg19  # pylint: disable=g-import-not-at-top
+    vgg = vgg19.load_vgg19_params(os.path.expanduser(args.vgg19_weights))
+  recon_loss = losses.make_recon_loss(args.recon_loss, vgg_params=vgg)
+  xa, xb = random_patches(batch, model.patch_size, args.seed)
+  labels = np.random.default_rng(args.seed).integers(0, 2, batch).astype(np.int32)
+  source = 'rrl_jax.train.make_train_step'
+  extra_args = ()
+  try:
+    from rrl_jax import train as train_lib  # pylint: disable=g-import-not-at-top
+    from configs import default as default_config  # pylint: disable=g-import-not-at-top
+    config = default_config.get_config()
+    config.model.widths = tuple(args.widths)
+    config.model.head_hidden = tuple(args.head_hidden)
+    config.dtype = dtype
+    config.batch_size = batch
+    config.recon_loss = args.recon_loss
+    config.augment.enabled = bool(args.augment)
+    state = train_lib.init_state(model, tx, config, mesh)
+    step = train_lib.make_train_step(model, tx, config, mesh, jax.random.key(0),
+                                     recon_loss, lambda s: 2e-4)
+    # The real step takes uint8 patches (it divides by 255 on device).
+    batch_arrays = {'xa': np.round(xa * 255).astype(np.uint8),
+                    'xb': np.round(xb * 255).astype(np.uint8), 'label': labels}
+    batch_arrays = train_lib.global_batch(batch_arrays, mesh)
+    # The step's signature has grown over time: step(state, batch[, weights]).
+    if hasattr(train_lib, 'loss_weights'):
+      extra_args = (train_lib.loss_weights(config, mesh),)
+  except Exception as e:  # pylint: disable=broad-except
+    source = f'bench fallback step ({type(e).__name__}: {e})'[:200]
+    variables = init_variables(model)
+    state = replicate(mesh, (variables['params'], variables['batch_stats'],
+                             tx.init(variables['params'])))
+    step = _own_train_step(model, tx, recon_loss)
+    sa, sb, sl = shard_batch(mesh, xa, xb, labels)
+    batch_arrays = {'xa': sa, 'xb': sb, 'label': sl}
+    extra_args = ()
+
+  holder = {'state': state}
+
+  def call(compiled):
+    holder['state'], metrics = compiled(holder['state'], batch_arrays, *extra_args)
+    return metrics
+
+  row = measure_compiled(
+      lambda: step.lower(holder['state'], batch_arrays, *extra_args).compile(),
+      call, batch,
+      args, mesh.devices.flat,
+      dict(part='train', dtype=dtype, devices=which, num_devices=mesh.size,
+           recon_loss=args.recon_loss, augment=bool(args.augment), step=source))
+  row['step_s'] = row['median_s']
+  return row
+
+
+def bench_peak(args, dtype: str):
+  n = args.peak_n
+  rng = np.random.default_rng(0)
+  a = jnp.asarray(rng.standard_normal((n, n), np.float32)).astype(dtype)
+  b = jnp.asarray(rng.standard_normal((n, n), np.float32)).astype(dtype)
+  fn = jax.jit(lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.float32))
+  start = time.perf_counter()
+  compiled = fn.lower(a, b).compile()
+  compile_s = time.perf_counter() - start
+  times = time_calls(lambda: compiled(a, b), max(args.repeats, 5), 1)
+  row = dict(part='peak', dtype=dtype, devices='one', num_devices=1, batch=n,
+             compile_s=compile_s)
+  row.update(summarize(times))
+  row['achieved_flops'] = 2.0 * n ** 3 / row['min_s']  # best run: the ceiling
+  return row
+
+
+def bench_pipeline(args):
+  from launch import bench_pipeline as bp  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  n = args.pipeline_examples
+  patches = rng.integers(0, 256, (n, 2, 64, 64), dtype=np.uint8)
+  labels = rng.integers(0, 2, n, dtype=np.int32)
+  rates = [bp.measure(patches, labels, args.pipeline_batches,
+                      global_batch_size=64, seed=0, mode='official', prefetch=2)
+           for _ in range(max(1, min(args.repeats, 3)))]
+  med = statistics.median(rates)
+  return dict(part='pipeline', dtype='uint8', devices='host', num_devices=0,
+              batch=64, pairs_per_s=med, spread=(max(rates) - min(rates)) / med,
+              repeats=len(rates), rates=rates)
+
+
+# ----------------------------------------------------------------------------
+# Table.
+
+
+def _fmt(x, spec):
+  return '-' if x is None else format(x, spec)
+
+
+def format_table(rows: List[Dict[str, Any]], peaks: Dict[str, float]) -> str:
+  head = (f"{'part':8s} {'dtype':8s} {'dev':4s} {'batch':>5s} {'median':>9s} "
+          f"{'spread':>6s} {'pairs/s':>9s} {'GFLOP/pr':>8s} {'GFLOP/s':>8s} "
+          f"{'%peak':>5s} {'compile':>7s} {'exe MiB':>7s} {'RSS MiB':>7s}")
+  lines = [head, '-' * len(head)]
+  for r in rows:
+    peak = peaks.get(r.get('dtype'))
+    pct = (100 * r['achieved_flops'] / peak
+           if r.get('achieved_flops') and peak and r['part'] != 'peak' else None)
+    med = r.get('median_s')
+    lines.append(
+        f"{r['part']:8s} {r['dtype']:8s} {str(r.get('devices')):4s} "
+        f"{r.get('batch', 0):5d} {_fmt(med, '8.4f') + 's' if med else '-':>9s} "
+        f"{_fmt(100 * r['spread'] if 'spread' in r else None, '5.1f') + '%':>6s} "
+        f"{_fmt(r.get('pairs_per_s'), '9.1f'):>9s} "
+        f"{_fmt(r['flops_per_pair'] / 1e9 if r.get('flops_per_pair') else None, '8.3f'):>8s} "
+        f"{_fmt(r['achieved_flops'] / 1e9 if r.get('achieved_flops') else None, '8.1f'):>8s} "
+        f"{_fmt(pct, '5.1f'):>5s} {_fmt(r.get('compile_s'), '6.1f') + 's' if r.get('compile_s') else '-':>7s} "
+        f"{_fmt(r['executable_bytes'] / 2**20 if r.get('executable_bytes') else None, '7.0f'):>7s} "
+        f"{_fmt(r['rss_peak_bytes'] / 2**20 if r.get('rss_peak_bytes') else None, '7.0f'):>7s}")
+  return '\n'.join(lines)
+
+
+def mlpp_summary(rows) -> List[str]:
+  out = []
+  for r in rows:
+    if r['part'] != 'infer':
+      continue
+    for f in rows:
+      if (f['part'] == 'full' and f['dtype'] == r['dtype'] and
+          f['devices'] == r['devices'] and f['batch'] == r['batch']):
+        out.append(
+            f"MLPP {r['dtype']} {r['devices']} batch {r['batch']}: pruned "
+            f"{r['pairs_per_s']:.1f} vs full {f['pairs_per_s']:.1f} pairs/s "
+            f"(x{r['pairs_per_s'] / f['pairs_per_s']:.2f}); parameters "
+            f"{r['params']:,} vs {f['params']:,} "
+            f"(-{100 * (1 - r['params'] / f['params']):.0f}%)")
+  return out
+
+
+# ----------------------------------------------------------------------------
+
+
+def parse_args(argv=None):
+  p = argparse.ArgumentParser(description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  ints = lambda s: [int(x) for x in s.split(',') if x]
+  strs = lambda s: [x for x in s.split(',') if x]
+  p.add_argument('--parts', type=strs, default=list(PARTS))
+  p.add_argument('--dtypes', type=strs, default=['float32', 'bfloat16'])
+  p.add_argument('--devices', type=strs, default=['one', 'all'])
+  p.add_argument('--train_batch_sizes', type=ints, default=[64, 128])
+  p.add_argument('--infer_batch_sizes', type=ints, default=[256, 512])
+  p.add_argument('--full_batch_sizes', type=ints, default=None,
+                 help='default: the first of --infer_batch_sizes')
+  p.add_argument('--repeats', type=int, default=5)
+  p.add_argument('--warmup', type=int, default=1)
+  p.add_argument('--recon_loss', default='mse', choices=('mse', 'perceptual'))
+  p.add_argument('--vgg19_weights', default=(
+      '~/.keras/models/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5'))
+  p.add_argument('--augment', type=int, default=0,
+                 help='1: include on-device augmentation in the train step')
+  p.add_argument('--widths', type=ints, default=[16, 32, 64, 128, 256])
+  p.add_argument('--head_hidden', type=ints, default=[512, 256])
+  p.add_argument('--peak_n', type=int, default=2048)
+  p.add_argument('--pipeline_examples', type=int, default=20_000)
+  p.add_argument('--pipeline_batches', type=int, default=500)
+  p.add_argument('--seed', type=int, default=0)
+  p.add_argument('--out', default='')
+  args = p.parse_args(argv)
+  unknown = sorted(set(args.parts) - set(PARTS))
+  if unknown:
+    p.error(f'unknown --parts {unknown}; known: {PARTS}')
+  if args.full_batch_sizes is None:
+    args.full_batch_sizes = args.infer_batch_sizes[:1]
+  return args
+
+
+def run(args) -> Dict[str, Any]:
+  info = machine_info()
+  print('machine:', json.dumps(info), flush=True)
+  multi = len(jax.devices()) > 1
+  which_devices = [w for w in args.devices if w == 'one' or multi]
+  rows, peaks = [], {}
+
+  def add(row):
+    if row is None:
+      return
+    rows.append(row)
+    print(format_table([row], peaks).splitlines()[-1], flush=True)
+
+  if 'peak' in args.parts:
+    for dtype in args.dtypes:
+      row = bench_peak(args, dtype)
+      peaks[dtype] = row['achieved_flops']
+      add(row)
+  for dtype in args.dtypes:
+    for which in which_devices:
+      if 'train' in args.parts:
+        for b in args.train_batch_sizes:
+          add(bench_train(args, dtype, which, b))
+      if 'infer' in args.parts:
+        for b in args.infer_batch_sizes:
+          add(bench_infer(args, dtype, which, b, full=False))
+      if 'full' in args.parts:
+        for b in args.full_batch_sizes:
+          add(bench_infer(args, dtype, which, b, full=True))
+  if 'pipeline' in args.parts:
+    add(bench_pipeline(args))
+  info['load_average_end'] = load_average()
+  print()
+  print(f"{info['cpu']} ({info['backend']}, {info['num_devices']} device(s), "
+        f"{info['cpu_count']} CPUs), jax {info['jax']}, Python {info['python']}, "
+        f"load {info['load_average']} -> {info['load_average_end']}")
+  print(format_table(rows, peaks))
+  for line in mlpp_summary(rows):
+    print(line)
+  result = dict(machine=info, args=vars(args), peaks=peaks, rows=rows)
+  if args.out:
+    with open(args.out, 'w') as f:
+      json.dump(result, f, indent=1, default=str)
+    print(f'wrote {args.out}')
+  return result
+
+
+def main(argv=None):
+  run(parse_args(argv))
+
+
+if __name__ == '__main__':
+  main()
