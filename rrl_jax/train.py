@@ -259,7 +259,7 @@ def make_train_step(model, tx, config, mesh, run_key, recon_loss, lr_fn):
     metrics = dict(terms)
     metrics.update(total=total,
                    accuracy=jnp.mean((pred == (labels == 1)).astype(jnp.float32)),
-                   grad_norm=optax.global_norm(grads),
+                   grad_norm=optax.tree.norm(grads),
                    lr=jnp.asarray(lr_fn(state.step), jnp.float32))
     new_state = state.replace(step=state.step + 1, params=params,
                               batch_stats=batch_stats, opt_state=opt_state)
@@ -357,6 +357,21 @@ def restore_latest(ckpt_dir: str, state: TrainState, keep: int, workdir: str):
     return mngr, state, meta
 
 
+def load_local_variables(directory: str, like: TrainState,
+                         step: Optional[int] = None) -> Dict[str, Any]:
+  """Restores params + batch_stats as numpy on this process (any process count)."""
+  target = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype),
+                        {'params': like.params, 'batch_stats': like.batch_stats})
+  mngr = ckpt_lib.manager(directory)
+  step = mngr.latest_step() if step is None else step
+  r = mngr.restore(step, args=ocp.args.Composite(**{
+      ckpt_lib.PARAMS: ocp.args.StandardRestore(target['params']),
+      ckpt_lib.BATCH_STATS: ocp.args.StandardRestore(target['batch_stats'])}))
+  mngr.close()
+  return {'params': to_host(r[ckpt_lib.PARAMS]),
+          'batch_stats': to_host(r[ckpt_lib.BATCH_STATS])}
+
+
 # ----------------------------------------------------------------------------
 # Evaluation.
 
@@ -387,10 +402,12 @@ def _total_steps(config, steps_per_epoch: int) -> int:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
-                       allow_config_change: bool = False) -> Dict[str, Any]:
+                       allow_config_change: bool = False,
+                       return_variables: bool = False) -> Dict[str, Any]:
   """Trains (resuming from workdir if it has checkpoints), then evaluates.
 
-  Returns a summary dict; results are written to workdir/results.
+  Returns a summary dict (with this process's final numpy 'variables' if
+  return_variables); results are written to workdir/results.
   """
   validate_config(config)
   workdir = os.path.abspath(os.path.expanduser(workdir))
@@ -435,6 +452,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     if is_main:
       print(f'Resumed from checkpoint step {start} in {ckpt_dir}.', flush=True)
   best_mngr = ckpt_lib.manager(os.path.join(workdir, BEST_DIR), max_to_keep=1)
+  # A best checkpoint newer than the resumed step belongs to a discarded future
+  # (the run died after it); the resumed run re-evaluates those steps.
+  for s in list(best_mngr.all_steps()):
+    if s > start or best['step'] is None:
+      best_mngr.delete(s)
 
   train_step = make_train_step(model, tx, config, mesh, run_key, recon_loss,
                                _schedule(config, total_steps))
@@ -520,6 +542,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       evaluate_and_select(start)
   finally:
     bar.close()
+    if hasattr(it, 'close'):
+      it.close()
     mngr.wait_until_finished()
     best_mngr.wait_until_finished()
     mngr.close()
@@ -527,7 +551,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     writer.close()
 
   # Final evaluation of the selected checkpoint on every test split.
-  best_vars, _ = ckpt_lib.load_variables(os.path.join(workdir, BEST_DIR))
+  best_vars = load_local_variables(os.path.join(workdir, BEST_DIR), state)
   results = evaluation.evaluate_splits(
       model, best_vars, datasets['test'], config.eval_batch_size, mesh=emesh,
       dataset=config.dataset.name, return_scores=True)
@@ -557,4 +581,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       json.dump(summary, f, indent=2, default=str)
     print(f'Training done ({step} steps, {config.protocol} protocol, selected step '
           f'{best["step"]}). Results: {outdir}', flush=True)
+  if return_variables:
+    summary['variables'] = variables_host()
   return summary

@@ -23,10 +23,8 @@ c = test_config(num_train_steps=3, checkpoint_every=3, eval_every=0)
 c.optimizer.name = 'sgd'
 c.optimizer.learning_rate = 0.05
 c.optimizer.momentum = 0.0
-train.train_and_evaluate(c, workdir)
-# Every process restores the shared checkpoint and dumps what it holds.
-from rrl_jax import checkpoint
-v, _ = checkpoint.load_variables(workdir + '/checkpoints')
+# Each process dumps the parameters it holds in memory after training.
+v = train.train_and_evaluate(c, workdir, return_variables=True)['variables']
 flat = {jax.tree_util.keystr(k): np.asarray(x) for k, x in
         jax.tree_util.tree_leaves_with_path(v)}
 np.savez(out, **flat)
