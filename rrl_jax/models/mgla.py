@@ -44,13 +44,16 @@ class MGLA(nn.Module):
     xf = x.astype(jnp.float32)
     # Channel: softmax over the H*W positions of mean_C(x).
     s_c = jax.nn.softmax(jnp.mean(xf, -1).reshape(b, h * w), -1).reshape(b, h, w)
-    desc_c = jnp.einsum('bhwc,bhw->bc', xf, s_c)
+    # Descriptors are multiply + reduce (fused loops in place on NHWC) rather
+    # than einsums: XLA:CPU turned those into batched dots behind transposing
+    # copies of x, 2.6x slower in the forward pass on 64x64x16 maps.
+    desc_c = jnp.sum(xf * s_c[..., None], (1, 2))
     # Height: softmax over the W*C entries of mean_H(x).
     s_h = jax.nn.softmax(jnp.mean(xf, 1).reshape(b, w * c), -1).reshape(b, w, c)
-    desc_h = jnp.einsum('bhwc,bwc->bh', xf, s_h)
+    desc_h = jnp.sum(xf * s_h[:, None], (2, 3))
     # Width: softmax over the H*C entries of mean_W(x).
     s_w = jax.nn.softmax(jnp.mean(xf, 2).reshape(b, h * c), -1).reshape(b, h, c)
-    desc_w = jnp.einsum('bhwc,bhc->bw', xf, s_w)
+    desc_w = jnp.sum(xf * s_w[:, :, None], (1, 3))
 
     gate_c = DimensionGate(mgla_kernel_size(c), name='channel')(desc_c)
     gate_h = DimensionGate(mgla_kernel_size(h), name='height')(desc_h)
