@@ -141,8 +141,9 @@ def validate_config(config) -> None:
 def _toy_split(num_pairs: int, seed: int) -> Tuple[np.ndarray, np.ndarray]:
   """A tiny learnable in-memory dataset for tests (dataset.name='toy')."""
   rng = np.random.default_rng(seed)
-  base = rng.integers(0, 256, (num_pairs, 8, 8), dtype=np.uint8)
-  a = np.kron(base, np.ones((8, 8), np.uint8))
+  # Full-resolution noise: no exact ties for max-pooling to break differently
+  # on different device counts.
+  a = rng.integers(0, 256, (num_pairs, 64, 64), dtype=np.uint8)
   labels = (np.arange(num_pairs) % 2).astype(np.int32)
   b = np.where(labels[:, None, None] == 1, 255 - a, 255 - np.roll(a, 1, 0))
   return np.stack([a, b], 1).astype(np.uint8), labels
