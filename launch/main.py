@@ -10,6 +10,7 @@ detected, or pass --coordinator_address/--num_processes/--process_id.
 import sys
 
 from absl import app
+from absl import logging
 from absl import flags
 from ml_collections import config_flags
 
@@ -33,6 +34,8 @@ flags.mark_flags_as_required(['config', 'workdir'])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)  # Orbax is chatty at INFO.
   distributed.initialize(_COORD.value, _NPROC.value, _PID.value,
                          cpu_collectives=_CPU_COLL.value)
   from rrl_jax import train  # pylint: disable=g-import-not-at-top
