@@ -47,6 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rrl_jax import pruning
+from rrl_jax import bench as perf
 from rrl_jax.models import RRLNet
 
 PARTS = ('peak', 'train', 'infer', 'full', 'pipeline')
@@ -428,6 +429,10 @@ def parse_args(argv=None):
   p.add_argument('--pipeline_examples', type=int, default=20_000)
   p.add_argument('--pipeline_batches', type=int, default=500)
   p.add_argument('--seed', type=int, default=0)
+  p.add_argument('--xla_cpu_convs', default='eigen', choices=perf.CPU_CONVS,
+                 help="CPU convolution runtime: 'eigen' (XLA's own; measured "
+                 "faster here), 'ynn' (YNNPACK, jaxlib's default) or 'asis' "
+                 '(leave XLA_FLAGS alone). Applied before the backend starts.')
   p.add_argument('--out', default='')
   args = p.parse_args(argv)
   unknown = sorted(set(args.parts) - set(PARTS))
@@ -439,7 +444,13 @@ def parse_args(argv=None):
 
 
 def run(args) -> Dict[str, Any]:
+  started = perf.backend_started()
+  if args.xla_cpu_convs != 'asis':
+    perf.apply_xla_flags(args.xla_cpu_convs)
   info = machine_info()
+  # True: flags set after the backend started (e.g. in tests) do not apply.
+  info['xla_cpu_convs'] = args.xla_cpu_convs
+  info['flags_applied'] = not started
   print('machine:', json.dumps(info), flush=True)
   multi = len(jax.devices()) > 1
   which_devices = [w for w in args.devices if w == 'one' or multi]
