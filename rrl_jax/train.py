@@ -584,4 +584,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
           f'{best["step"]}). Results: {outdir}', flush=True)
   if return_variables:
     summary['variables'] = variables_host()
+  if jax.process_count() > 1:  # Everyone leaves once the reports are written.
+    multihost_utils.sync_global_devices('rrl_jax_train_and_evaluate_done')
   return summary

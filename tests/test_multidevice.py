@@ -8,10 +8,10 @@ import json, sys
 import jax
 assert jax.device_count() == 4, jax.devices()
 from rrl_jax import train
-from tests.train_helpers import max_abs_diff, params_of, test_config
+from tests.train_helpers import max_abs_diff, params_of, tiny_config
 out = {}
 for n in (1, 4):
-  c = test_config(num_train_steps=3, num_devices=n, checkpoint_every=3, eval_every=0)
+  c = tiny_config(num_train_steps=3, num_devices=n, checkpoint_every=3, eval_every=0)
   c.optimizer.name = 'sgd'
   c.optimizer.learning_rate = 0.05
   c.optimizer.momentum = 0.0

@@ -18,8 +18,8 @@ pid, nproc, port, workdir, out = sys.argv[1:6]
 if int(nproc) > 1:
   distributed.initialize(f'127.0.0.1:{port}', int(nproc), int(pid), cpu_collectives='gloo')
 from rrl_jax import train
-from tests.train_helpers import test_config
-c = test_config(num_train_steps=3, checkpoint_every=3, eval_every=0)
+from tests.train_helpers import tiny_config
+c = tiny_config(num_train_steps=3, checkpoint_every=3, eval_every=0)
 c.optimizer.name = 'sgd'
 c.optimizer.learning_rate = 0.05
 c.optimizer.momentum = 0.0
@@ -55,7 +55,8 @@ def test_two_processes_equal_one(tmp_path):
       stderr=subprocess.PIPE, text=True) for i in range(2)]
   outs = [p.communicate(timeout=900) for p in procs]
   for p, (out, err) in zip(procs, outs):
-    assert p.returncode == 0, err[-4000:]
+    assert p.returncode == 0, '\n'.join(f'--- process {i}:\n' + e[-3000:]
+                                        for i, (_, e) in enumerate(outs))
     assert 'DONE' in out and ' 2 2' in out, out
   single = run_python(['-c', SCRIPT, '0', '1', '0', str(tmp_path / 'one'),
                        str(tmp_path / 'single.npz')], env={'JAX_PLATFORMS': 'cpu'})

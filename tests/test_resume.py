@@ -7,7 +7,7 @@ import pytest
 
 from rrl_jax import train
 from tests.train_helpers import config_flags_for, max_abs_diff, params_of
-from tests.train_helpers import run_python, test_config
+from tests.train_helpers import run_python, tiny_config
 
 N = 4
 
@@ -16,21 +16,21 @@ N = 4
 def reference(tmp_path_factory):
   """2N uninterrupted steps."""
   workdir = str(tmp_path_factory.mktemp('uninterrupted'))
-  train.train_and_evaluate(test_config(num_train_steps=2 * N), workdir)
+  train.train_and_evaluate(tiny_config(num_train_steps=2 * N), workdir)
   return params_of(workdir)
 
 
 @pytest.fixture(scope='module')
 def first_half(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('first_half'))
-  train.train_and_evaluate(test_config(num_train_steps=N), workdir)
+  train.train_and_evaluate(tiny_config(num_train_steps=N), workdir)
   return workdir
 
 
 def test_resume_equals_uninterrupted(reference, first_half, tmp_path):
   workdir = str(tmp_path / 'run')
   shutil.copytree(first_half, workdir)
-  summary = train.train_and_evaluate(test_config(num_train_steps=2 * N), workdir)
+  summary = train.train_and_evaluate(tiny_config(num_train_steps=2 * N), workdir)
   assert summary['final_step'] == 2 * N
   assert max_abs_diff(params_of(workdir), reference) == 0.0
 
@@ -44,7 +44,7 @@ def test_corrupt_latest_checkpoint_falls_back(first_half, tmp_path, capsys):
     for name in files:
       with open(os.path.join(root, name), 'wb') as f:
         f.write(b'garbage')
-  train.train_and_evaluate(test_config(num_train_steps=N), workdir)
+  train.train_and_evaluate(tiny_config(num_train_steps=N), workdir)
   out = capsys.readouterr().out
   assert 'unreadable' in out and f'checkpoints/{N}' in out
   assert f'Resumed from checkpoint step {N // 2}' in out

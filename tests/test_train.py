@@ -8,7 +8,7 @@ import pytest
 from rrl_jax import metric_writers
 from rrl_jax import train
 from rrl_jax import vgg19
-from tests.train_helpers import params_of, test_config
+from tests.train_helpers import params_of, tiny_config
 
 WEIGHTS = {'stage3': 2.0, 'stage4': 0.5, 'stage5': 1.0, 'module3': 0.0,
            'module4': 1.0, 'module5': 3.0, 'recon_a': 10.0, 'recon_b': 0.25}
@@ -17,7 +17,7 @@ WEIGHTS = {'stage3': 2.0, 'stage4': 0.5, 'stage5': 1.0, 'module3': 0.0,
 @pytest.fixture(scope='module')
 def one_step_run(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('one_step'))
-  config = test_config(num_train_steps=1, checkpoint_every=1, eval_every=1)
+  config = tiny_config(num_train_steps=1, checkpoint_every=1, eval_every=1)
   for k, v in WEIGHTS.items():
     config.loss_weights[k] = v
   summary = train.train_and_evaluate(config, workdir)
@@ -54,7 +54,7 @@ def test_metrics_logged_and_weights_reach_total(one_step_run):
 
 def test_missing_vgg19_fails_before_anything(tmp_path):
   workdir = str(tmp_path / 'run')
-  config = test_config(recon_loss='perceptual',
+  config = tiny_config(recon_loss='perceptual',
                        vgg19_weights=str(tmp_path / 'missing_vgg19.h5'))
   with pytest.raises(vgg19.VGG19WeightsError) as e:
     train.train_and_evaluate(config, workdir)
@@ -65,4 +65,4 @@ def test_missing_vgg19_fails_before_anything(tmp_path):
 
 def test_bad_protocol_is_rejected(tmp_path):
   with pytest.raises(ValueError, match='protocol'):
-    train.train_and_evaluate(test_config(protocol='nope'), str(tmp_path))
+    train.train_and_evaluate(tiny_config(protocol='nope'), str(tmp_path))

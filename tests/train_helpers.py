@@ -12,7 +12,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CACHE = os.path.join(tempfile.gettempdir(), 'rrl_jax_test_jax_cache')
 
 
-def test_config(**overrides):
+def tiny_config(**overrides):
   from configs import default  # pylint: disable=g-import-not-at-top
   c = default.get_config('test')
   c.compilation_cache_dir = CACHE
@@ -26,7 +26,7 @@ def test_config(**overrides):
 
 
 def config_flags_for(**overrides):
-  """--config.* flags for launch.main equal to test_config(**overrides)."""
+  """--config.* flags for launch.main equal to tiny_config(**overrides)."""
   flags = [f'--config={os.path.join(REPO, "configs", "test.py")}',
            f'--config.compilation_cache_dir={CACHE}']
   flags += [f'--config.{k}={v}' for k, v in overrides.items()]
