@@ -16,6 +16,9 @@ glorot_uniform = nn.initializers.glorot_uniform()
 zeros = nn.initializers.zeros
 
 LEAKY_SLOPE = 0.1
+# Training-mode BatchNorm statistics in one pass (see BatchNorm); module-level
+# so the benchmark can A/B it.
+BN_ONE_PASS = True
 
 
 class BatchNorm(nn.Module):
@@ -43,7 +46,11 @@ class BatchNorm(nn.Module):
       xf = x.astype(jnp.float32)
       axes = tuple(range(x.ndim - 1))
       mean = jnp.mean(xf, axes)
-      var = jnp.mean(jnp.square(xf - mean), axes)
+      if BN_ONE_PASS:
+        # E[x^2] - E[x]^2: both sums in one fused pass over x.
+        var = jnp.maximum(jnp.mean(jnp.square(xf), axes) - jnp.square(mean), 0.0)
+      else:
+        var = jnp.mean(jnp.square(xf - mean), axes)
       if not self.is_initializing():
         n = xf.size // features
         unbiased = var * (n / max(n - 1, 1))
