@@ -16,9 +16,11 @@ glorot_uniform = nn.initializers.glorot_uniform()
 zeros = nn.initializers.zeros
 
 LEAKY_SLOPE = 0.1
-# Training-mode BatchNorm statistics in one pass (see BatchNorm); module-level
-# so the benchmark can A/B it.
-BN_ONE_PASS = True
+# Training-mode BatchNorm variance as E[x^2] - E[x]^2 in one fused pass: 3%
+# faster train step (interleaved A/B, CPU), but its rounding moved the 3-step
+# Keras training replay (tests/test_train_replay.py) past the float32
+# reordering floor, so it is OFF; the two-pass variance is what Keras computes.
+BN_ONE_PASS = False
 
 
 class BatchNorm(nn.Module):
