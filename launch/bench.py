@@ -201,6 +201,8 @@ def measure_compiled(lowered_fn, call, batch: int, args, devices,
   row = dict(extra)
   row.update(summarize(times))
   flops = cost_flops(compiled)
+  if flops:  # SPMD executables report the cost of one device's shard.
+    flops *= max(1, int(extra.get('num_devices', 1)))
   row.update(
       batch=batch, compile_s=compile_s,
       pairs_per_s=batch / row['median_s'],
