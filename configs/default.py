@@ -59,6 +59,17 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   return c
 
 
+def apply_paper_protocol(c: ml_collections.ConfigDict) -> None:
+  """The official training recipe (REFERENCE "Training objective"): batch 64,
+  40 epochs of N/64 random batches, VGG19 perceptual loss, Keras Nadam lr 2e-4."""
+  c.batch_size = 64
+  c.num_epochs = 40
+  c.data_mode = 'official'
+  c.recon_loss = 'perceptual'
+  c.optimizer.name = 'keras_nadam'
+  c.optimizer.learning_rate = 2e-4
+
+
 def apply_test_overrides(c: ml_collections.ConfigDict) -> None:
   """Tiny model, tiny in-memory data, a few steps: seconds on one CPU."""
   c.model.widths = (4, 8, 8, 16, 16)

@@ -15,11 +15,7 @@ def get_config(arg: str = ''):
   c.dataset.name = 'sen1_2'
   c.dataset.train_split = 'train'
   c.dataset.test_splits = ('test',)
-  c.batch_size = 64
-  c.num_epochs = 40
-  c.recon_loss = 'perceptual'
-  c.optimizer.name = 'keras_nadam'
-  c.optimizer.learning_rate = 2e-4
+  default.apply_paper_protocol(c)
   if arg == 'test':
     default.apply_test_overrides(c)
   return c

@@ -21,11 +21,7 @@ def get_config(arg: str = ''):
   c.dataset.test_splits = TEST_CATEGORIES
   c.dataset.paper_selection_split = 'val'
   c.dataset.selection_slice_size = 10000
-  c.batch_size = 64
-  c.num_epochs = 40
-  c.recon_loss = 'perceptual'
-  c.optimizer.name = 'keras_nadam'
-  c.optimizer.learning_rate = 2e-4
+  default.apply_paper_protocol(c)
   if arg == 'test':
     default.apply_test_overrides(c)
   return c
