@@ -7,30 +7,7 @@ import pytest
 from rrl_jax import evaluation, pruning
 from rrl_jax.models import RRLNet
 
-TINY = dict(widths=(4, 8, 8, 16, 16), head_hidden=(16, 8))
-
-
-def random_variables(model, seed=0):
-  """Random weights from shapes alone (no compile): scores spread across inputs."""
-  x = jnp.zeros((1, 64, 64, 1), jnp.float32)
-  shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), x, x))
-  rng = np.random.default_rng(seed)
-  def fill(path, leaf):
-    name = jax.tree_util.keystr(path)
-    if 'var' in name:  # small encoder variances undo MGLA's sigmoid gating
-      scale = 0.01 if 'encoder' in name else 1.0
-      value = rng.uniform(0.5 * scale, 2 * scale, leaf.shape)
-    elif 'kernel' in name:
-      scale = 0.1 if "'logit'" in name else 1.0  # unsaturated probabilities
-      value = rng.normal(0, scale * np.sqrt(2 / np.prod(leaf.shape[:-1])),
-                         leaf.shape)
-    elif 'scale' in name:
-      value = np.ones(leaf.shape)
-    else:
-      value = rng.normal(0, 0.01, leaf.shape)
-    return jnp.asarray(value, leaf.dtype)
-  variables = jax.tree_util.tree_map_with_path(fill, shapes)
-  return {'params': variables['params'], 'batch_stats': variables['batch_stats']}
+from eval_helpers import TINY, random_variables
 
 
 @pytest.fixture(scope='session')
@@ -110,12 +87,3 @@ def test_mlpp_effect_counts(tiny_model_and_variables):
   assert effect['params_pruned'] == pruning.count_parameters(
       pruning.inference_variables(variables, model)['params'])
   assert 'decoder_a' not in pruning.inference_variables(variables, model)['params']
-
-
-def save_tiny_checkpoint(directory, model, variables):
-  """An rrl_jax checkpoint of the reduced model (what training would write)."""
-  from rrl_jax import checkpoint
-  from rrl_jax.models import model_config
-  checkpoint.save_variables(str(directory), variables,
-                            {'model': model_config(model), 'source': 'test'})
-  return str(directory)

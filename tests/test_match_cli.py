@@ -10,7 +10,7 @@ import pytest
 from conftest import KERAS_FIXTURES, REPO, require_path
 from launch import match
 from rrl_jax.models import RRLNet
-from test_evaluation import TINY, random_variables, save_tiny_checkpoint
+from eval_helpers import TINY, random_variables, save_tiny_checkpoint
 
 
 @pytest.fixture(scope='session')

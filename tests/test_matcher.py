@@ -5,7 +5,7 @@ import pytest
 from rrl_jax import evaluation, matcher
 from rrl_jax.checkpoint import CheckpointError
 from rrl_jax.models import RRLNet
-from test_evaluation import TINY, random_variables, save_tiny_checkpoint
+from eval_helpers import TINY, random_variables, save_tiny_checkpoint
 
 
 @pytest.fixture(scope='session')

@@ -8,7 +8,7 @@ import pytest
 from launch import evaluate
 from rrl_jax import reports
 from rrl_jax.models import RRLNet
-from test_evaluation import TINY, random_variables, save_tiny_checkpoint
+from eval_helpers import TINY, random_variables, save_tiny_checkpoint
 
 
 @pytest.fixture(scope='session')
