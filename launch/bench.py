@@ -47,7 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rrl_jax import pruning
-from rrl_jax import bench as perf
+from rrl_jax import xla_cpu as perf
 from rrl_jax.models import RRLNet
 
 PARTS = ('peak', 'train', 'infer', 'full', 'pipeline')

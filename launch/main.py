@@ -15,6 +15,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from rrl_jax import distributed
+from rrl_jax import xla_cpu
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Training config file (e.g. configs/demo.py[:test]).',
@@ -36,6 +37,7 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # Orbax is chatty at INFO.
+  xla_cpu.apply_xla_flags()  # Before the backend starts (measured faster).
   distributed.initialize(_COORD.value, _NPROC.value, _PID.value,
                          cpu_collectives=_CPU_COLL.value)
   from rrl_jax import train  # pylint: disable=g-import-not-at-top
