@@ -5,6 +5,13 @@ import jax
 import numpy as np
 import pytest
 
+from rrl_jax import xla_cpu
+
+# The same XLA:CPU convolution runtime as every entry point (launch/*.py), set
+# before the backend starts; subprocesses inherit it, so runs through
+# `python -m launch.main` and in-process runs compute identically.
+xla_cpu.apply_xla_flags()
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.abspath(os.path.join(REPO, '..', 'shared'))
 KERAS_FIXTURES = os.path.join(SHARED, 'fixtures', 'keras_rrl')

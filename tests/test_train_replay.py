@@ -83,10 +83,11 @@ def _replay(order=tuple(range(8))):
   return got, after
 
 
-# Two reorderings of the examples within each batch: mathematically the same
-# three steps, different float32 summation order. Their spread from our own
-# in-order run is the float32 reproducibility floor of this replay.
-REORDERINGS = (tuple(range(8))[::-1], (3, 1, 4, 0, 5, 7, 2, 6))
+# Six seeded reorderings of the examples within each batch: mathematically the
+# same three steps, different float32 summation order. Their largest spread from
+# our own in-order run is the float32 reproducibility floor of this replay (two
+# orderings proved too few: the floor estimate itself varies by ~3x).
+REORDERINGS = tuple(tuple(np.random.default_rng(k).permutation(8)) for k in range(6))
 
 
 def _weight_stats(after, reference, keys):
@@ -134,7 +135,11 @@ def test_replay_at_float32_reproducibility_floor():
   print(f'after3 weights vs Keras: max {w_max:.3g}, {w_count} elements > 1e-5; '
         f'reorder floor: max {floor_max:.3g}, {floor_count} elements > 1e-5')
   assert loss_diff[0] < 1e-5
-  assert np.all(loss_diff[1:] <= 1.5 * floor_loss[1:])
+  # Keras runs other convolution algorithms (oneDNN) than any reordering of
+  # ours, so it may sit a little outside our own spread (measured: 1.45x at
+  # step 2 with XLA's Eigen convolutions); a wrong update rule would be off by
+  # orders of magnitude (every weight moves by ~lr = 2e-4 per step).
+  assert np.all(loss_diff[1:] <= 2 * floor_loss[1:])
   assert w_count <= floor_count
   assert w_max <= 2 * floor_max
 
