@@ -11,24 +11,19 @@ exactly where it stopped.
 import json
 import math
 import os
-import shutil
 import signal
 import time
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Tuple
 
 from absl import logging
-import flax.struct
 import jax
 from jax.experimental import multihost_utils
-import jax.numpy as jnp
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
 import ml_collections
 import numpy as np
-import optax
 import orbax.checkpoint as ocp
 import tqdm
 
-from rrl_jax import augment
 from rrl_jax import checkpoint as ckpt_lib
 from rrl_jax import data as data_lib
 from rrl_jax import evaluation
@@ -38,100 +33,26 @@ from rrl_jax import optim
 from rrl_jax import reports
 from rrl_jax import vgg19
 from rrl_jax.data.pipeline import BatchIterator
-from rrl_jax.models import get_model
+# The run's parts, re-exported: callers use train.<name>.
+from rrl_jax.train_checkpoints import (checkpoint_meta, load_local_variables,
+                                       restore_latest, save_checkpoint)
+from rrl_jax.train_step import (TrainState, global_batch, init_state,
+                                loss_weights, lr_schedule, make_mesh,
+                                make_model, make_train_step, to_host)
+from rrl_jax.workdir import (ConfigMismatchError, check_and_save_config,
+                             enable_compilation_cache, validate_config)
 
-CONFIG_FILE = 'config.json'
 CHECKPOINT_DIR = 'checkpoints'
 BEST_DIR = 'best'
 RESULTS_DIR = 'results'
-# Fields that only change how long / how verbosely a run goes: a restart may
-# change them without --allow_config_change (e.g. to extend training).
-RUN_LENGTH_KEYS = ('num_train_steps', 'num_epochs', 'eval_every', 'log_every',
-                   'checkpoint_every', 'keep', 'eval_batch_size',
-                   'compilation_cache_dir')
+
 # Fault injection for the kill-and-resume test: SIGKILL this process right
 # after the given step (no clean-up, possibly mid checkpoint write).
 KILL_ENV = 'RRL_JAX_FAULT_KILL_AT_STEP'
 
 
-class ConfigMismatchError(ValueError):
-  """The workdir holds a run with a different configuration."""
-
-
 class NonFiniteLossError(FloatingPointError):
   """A loss term became NaN/Inf; the run stopped without saving."""
-
-
-class TrainState(flax.struct.PyTreeNode):
-  step: jax.Array
-  params: Any
-  batch_stats: Any
-  opt_state: Any
-
-
-# ----------------------------------------------------------------------------
-# Configuration, workdir, compilation cache.
-
-
-def config_to_dict(config: ml_collections.ConfigDict) -> Dict[str, Any]:
-  return json.loads(config.to_json_best_effort(sort_keys=True))
-
-
-def _flatten(d: Dict[str, Any], prefix: str = '') -> Dict[str, Any]:
-  out = {}
-  for k, v in d.items():
-    if isinstance(v, dict):
-      out.update(_flatten(v, f'{prefix}{k}.'))
-    else:
-      out[f'{prefix}{k}'] = v
-  return out
-
-
-def check_and_save_config(config, workdir: str, allow_change: bool) -> None:
-  """Saves the resolved config; refuses a workdir holding a different run."""
-  new = config_to_dict(config)
-  path = os.path.join(workdir, CONFIG_FILE)
-  if os.path.exists(path):
-    with open(path) as f:
-      old = json.load(f)
-    a, b = _flatten(old), _flatten(new)
-    diff = sorted(k for k in set(a) | set(b)
-                  if a.get(k) != b.get(k) and k not in RUN_LENGTH_KEYS)
-    if diff and not allow_change:
-      lines = '\n'.join(f'  {k}: {a.get(k)!r} -> {b.get(k)!r}' for k in diff)
-      raise ConfigMismatchError(
-          f'{workdir} holds a run with a different config:\n{lines}\n'
-          'Use a new --workdir, or pass --allow_config_change to continue this '
-          'run with the new config.')
-    if diff:
-      logging.warning('Config changed in %s (allowed): %s', workdir, diff)
-  if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    with open(path + '.tmp', 'w') as f:
-      json.dump(new, f, indent=2, sort_keys=True)
-    os.replace(path + '.tmp', path)
-
-
-def enable_compilation_cache(path: str) -> None:
-  """Turns on JAX's persistent compilation cache ('' or 'none': off)."""
-  if not path or path.lower() == 'none':
-    return
-  path = os.path.abspath(os.path.expanduser(path))
-  os.makedirs(path, exist_ok=True)
-  jax.config.update('jax_compilation_cache_dir', path)
-  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
-
-
-def validate_config(config) -> None:
-  if config.protocol not in ('clean', 'paper'):
-    raise ValueError(f"config.protocol must be 'clean' or 'paper', got "
-                     f'{config.protocol!r}.')
-  if config.recon_loss not in ('perceptual', 'mse'):
-    raise ValueError(f"config.recon_loss must be 'perceptual' or 'mse', got "
-                     f'{config.recon_loss!r}.')
-  if config.dtype not in ('float32', 'bfloat16'):
-    raise ValueError(f"config.dtype must be 'float32' or 'bfloat16', got "
-                     f'{config.dtype!r}.')
 
 
 # ----------------------------------------------------------------------------
@@ -181,196 +102,6 @@ def load_data(config) -> Dict[str, Any]:
     select = {'val': (train[0][val_idx], train[1][val_idx])}
     train = (train[0][train_idx], train[1][train_idx])
   return {'train': train, 'select': select, 'test': tests}
-
-
-# ----------------------------------------------------------------------------
-# Model, optimizer, the step.
-
-
-def make_model(config):
-  kw = config.model.to_dict()
-  kw = {k: tuple(v) if isinstance(v, list) else v for k, v in kw.items()}
-  if config.dtype == 'bfloat16':
-    kw['dtype'] = jnp.bfloat16
-  return get_model(config.model_name, **kw)
-
-
-def make_mesh(num_devices: int = -1) -> Mesh:
-  devices = jax.devices()
-  if num_devices and num_devices > 0:
-    if jax.process_count() > 1:
-      raise ValueError('config.num_devices only applies to single-process runs.')
-    devices = devices[:num_devices]
-  return Mesh(np.asarray(devices), ('data',))
-
-
-def _schedule(config, total_steps):
-  return optim.make_schedule(config.optimizer, total_steps=total_steps)
-
-
-def init_state(model, tx, config, mesh) -> TrainState:
-  """Initialises parameters (float32) and optimizer state, replicated."""
-  p = model.patch_size
-
-  def init(key):
-    x = jnp.zeros((2, p, p, 1), jnp.float32)
-    variables = model.init(key, x, x, train=True)
-    params = variables['params']
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      batch_stats=variables.get('batch_stats', {}),
-                      opt_state=tx.init(params))
-
-  key = jax.random.key(config.seed)
-  return jax.jit(init, out_shardings=NamedSharding(mesh, P()))(key)
-
-
-def make_train_step(model, tx, config, mesh, run_key, recon_loss, lr_fn):
-  """Returns the jitted, state-donating step(state, batch, weights).
-
-  `weights` ({term: float32 scalar}) is an argument, not a constant, so
-  changing loss weights does not recompile.
-  """
-  aug_cfg = config.augment
-  score_name = f'stage{model.score_stage}'
-
-  def step_fn(state: TrainState, batch, weights):
-    xa = batch['xa'].astype(jnp.float32) / 255.0
-    xb = batch['xb'].astype(jnp.float32) / 255.0
-    labels = batch['label']
-    if aug_cfg.enabled:
-      xa, xb = augment.augment_pairs(run_key, state.step, xa, xb, aug_cfg)
-
-    def loss_fn(params):
-      outputs, new_vars = model.apply(
-          {'params': params, 'batch_stats': state.batch_stats}, xa, xb,
-          train=True, mutable=['batch_stats'])
-      outputs = {k: v.astype(jnp.float32) for k, v in outputs.items()}
-      terms = losses.loss_terms(outputs, labels, xa, xb, recon_loss)
-      missing = sorted(set(terms) - set(weights))
-      if missing:
-        raise ValueError(f'config.loss_weights lacks {missing}.')
-      total = losses.weighted_total(terms, weights)
-      return total, (terms, new_vars['batch_stats'], outputs[score_name])
-
-    (total, (terms, batch_stats, logits)), grads = jax.value_and_grad(
-        loss_fn, has_aux=True)(state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    pred = logits.reshape(-1) > 0
-    metrics = dict(terms)
-    metrics.update(total=total,
-                   accuracy=jnp.mean((pred == (labels == 1)).astype(jnp.float32)),
-                   grad_norm=optax.tree.norm(grads),
-                   lr=jnp.asarray(lr_fn(state.step), jnp.float32))
-    new_state = state.replace(step=state.step + 1, params=params,
-                              batch_stats=batch_stats, opt_state=opt_state)
-    return new_state, metrics
-
-  repl = NamedSharding(mesh, P())
-  data = NamedSharding(mesh, P('data'))
-  return jax.jit(step_fn, donate_argnums=0, in_shardings=(repl, data, repl),
-                 out_shardings=(repl, repl))
-
-
-def loss_weights(config, mesh) -> Dict[str, jax.Array]:
-  sharding = NamedSharding(mesh, P())
-  return {k: jax.make_array_from_callback((), sharding,
-                                          lambda _, v=v: np.float32(v))
-          for k, v in config.loss_weights.items()}
-
-
-def global_batch(batch: Dict[str, np.ndarray], mesh: Mesh) -> Dict[str, jax.Array]:
-  """This process's rows -> one global array per key, sharded on 'data'."""
-  sharding = NamedSharding(mesh, P('data'))
-  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
-          for k, v in batch.items()}
-
-
-def to_host(tree):
-  """Replicated global arrays -> numpy (works on every process)."""
-  return jax.tree.map(lambda x: np.asarray(x.addressable_data(0))
-                      if isinstance(x, jax.Array) else np.asarray(x), tree)
-
-
-# ----------------------------------------------------------------------------
-# Checkpoints.
-
-
-def _abstract(tree):
-  return jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
-
-
-def _meta(config) -> Dict[str, Any]:
-  return {'format': ckpt_lib.FORMAT, 'model_name': config.model_name,
-          'model': config_to_dict(config.model), 'dtype': config.dtype,
-          'inference_only': False, 'source': 'rrl_jax.train'}
-
-
-def save_checkpoint(mngr, state: TrainState, train_meta, config) -> None:
-  step = int(train_meta['step'])
-  mngr.save(step, args=ocp.args.Composite(**{
-      ckpt_lib.PARAMS: ocp.args.StandardSave(state.params),
-      ckpt_lib.BATCH_STATS: ocp.args.StandardSave(state.batch_stats),
-      ckpt_lib.META: ocp.args.JsonSave(_meta(config)),
-      ckpt_lib.OPT_STATE: ocp.args.StandardSave(state.opt_state),
-      ckpt_lib.TRAIN_STATE: ocp.args.JsonSave(train_meta)}))
-
-
-def restore_latest(ckpt_dir: str, state: TrainState, keep: int, workdir: str):
-  """Restores the newest readable checkpoint, moving unreadable ones aside.
-
-  Returns (manager, state, train_meta or None).
-  """
-  while True:
-    mngr = ckpt_lib.manager(ckpt_dir, max_to_keep=keep)
-    steps = sorted(mngr.all_steps())
-    if not steps:
-      return mngr, state, None
-    step = steps[-1]
-    try:
-      r = mngr.restore(step, args=ocp.args.Composite(**{
-          ckpt_lib.PARAMS: ocp.args.StandardRestore(_abstract(state.params)),
-          ckpt_lib.BATCH_STATS: ocp.args.StandardRestore(_abstract(state.batch_stats)),
-          ckpt_lib.OPT_STATE: ocp.args.StandardRestore(_abstract(state.opt_state)),
-          ckpt_lib.TRAIN_STATE: ocp.args.JsonRestore()}))
-      meta = dict(r[ckpt_lib.TRAIN_STATE])
-      if int(meta['step']) != step:
-        raise ValueError(f'train_state says step {meta["step"]}')
-    except Exception as e:  # pylint: disable=broad-except
-      bad = os.path.join(ckpt_dir, str(step))
-      aside = os.path.join(workdir, 'unreadable_checkpoints', f'{step}_{int(time.time())}')
-      msg = (f'Checkpoint {bad} is unreadable ({type(e).__name__}: '
-             f'{str(e)[:300]}); moved to {aside}; using the previous one.')
-      logging.warning(msg)
-      print(f'WARNING: {msg}', flush=True)
-      mngr.close()
-      if jax.process_index() == 0:
-        os.makedirs(os.path.dirname(aside), exist_ok=True)
-        shutil.move(bad, aside)
-      if jax.process_count() > 1:
-        multihost_utils.sync_global_devices(f'rrl_jax_ckpt_aside_{step}')
-      continue
-    state = state.replace(step=jnp.asarray(step, jnp.int32),
-                          params=r[ckpt_lib.PARAMS],
-                          batch_stats=r[ckpt_lib.BATCH_STATS],
-                          opt_state=r[ckpt_lib.OPT_STATE])
-    return mngr, state, meta
-
-
-def load_local_variables(directory: str, like: TrainState,
-                         step: Optional[int] = None) -> Dict[str, Any]:
-  """Restores params + batch_stats as numpy on this process (any process count)."""
-  target = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype),
-                        {'params': like.params, 'batch_stats': like.batch_stats})
-  mngr = ckpt_lib.manager(directory)
-  step = mngr.latest_step() if step is None else step
-  r = mngr.restore(step, args=ocp.args.Composite(**{
-      ckpt_lib.PARAMS: ocp.args.StandardRestore(target['params']),
-      ckpt_lib.BATCH_STATS: ocp.args.StandardRestore(target['batch_stats'])}))
-  mngr.close()
-  return {'params': to_host(r[ckpt_lib.PARAMS]),
-          'batch_stats': to_host(r[ckpt_lib.BATCH_STATS])}
 
 
 # ----------------------------------------------------------------------------
@@ -460,7 +191,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       best_mngr.delete(s)
 
   train_step = make_train_step(model, tx, config, mesh, run_key, recon_loss,
-                               _schedule(config, total_steps))
+                               lr_schedule(config, total_steps))
   weights = loss_weights(config, mesh)
   writer = metric_writers.MetricWriter(workdir, enabled=is_main)
   kill_at = int(os.environ.get(KILL_ENV, '0') or 0)
@@ -487,7 +218,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       best_mngr.save(step, args=ocp.args.Composite(**{
           ckpt_lib.PARAMS: ocp.args.StandardSave(state.params),
           ckpt_lib.BATCH_STATS: ocp.args.StandardSave(state.batch_stats),
-          ckpt_lib.META: ocp.args.JsonSave(_meta(config)),
+          ckpt_lib.META: ocp.args.JsonSave(checkpoint_meta(config)),
           ckpt_lib.TRAIN_STATE: ocp.args.JsonSave(
               {'step': int(step), 'selection_fpr95': fpr,
                'protocol': config.protocol})}), force=True)
