@@ -3,12 +3,17 @@
 `get_config(arg)`: arg 'test' (e.g. --config=configs/default.py:test) shrinks
 the run to a tiny model, a tiny in-memory dataset and a few steps.
 """
+import os
+
 import ml_collections
 
 from rrl_jax.augment import default_augment_config
 from rrl_jax.losses import LOSS_NAMES
 from rrl_jax.optim import default_optimizer_config
 
+# ../shared/data beside the repository (real scenes for configs/scenes.py, roadscene.py).
+SHARED_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))), '..', 'shared', 'data')
 VGG19_DEFAULT = '~/.keras/models/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5'
 
 

@@ -8,20 +8,14 @@ import os
 
 from configs import default
 
-SHARED_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__))), '..', 'shared', 'data')
-
-
 def get_config(arg: str = ''):
   c = default.get_config()
   c.dataset.name = 'scenes'
-  c.dataset.manual_dir = os.path.abspath(os.path.join(SHARED_DATA, 'rgbnir_scenes'))
+  c.dataset.manual_dir = os.path.abspath(os.path.join(default.SHARED_DATA, 'rgbnir_scenes'))
   c.dataset.train_split = 'country'
   c.dataset.test_splits = ('field', 'forest', 'indoor', 'mountain')
   c.dataset.val_fraction = 0.05
-  c.batch_size = 64
-  c.num_epochs = 40
-  c.recon_loss = 'perceptual'
+  default.apply_paper_protocol(c)
   c.checkpoint_every = 500
   if arg == 'test':
     default.apply_test_overrides(c)
