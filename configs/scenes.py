@@ -8,6 +8,7 @@ import os
 
 from configs import default
 
+
 def get_config(arg: str = ''):
   c = default.get_config()
   c.dataset.name = 'scenes'
