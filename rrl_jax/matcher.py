@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from rrl_jax import checkpoint, evaluation, pruning
+from rrl_jax.data import base, pair_lists
 from rrl_jax.models import RRLNet, model_from_config
 
 
@@ -30,16 +31,8 @@ def resize_pairs(pairs: np.ndarray, size: int) -> np.ndarray:
 
 
 def read_grey_image(path: str) -> np.ndarray:
-  """An 8-bit image as grey (H, W) uint8; colour is converted (BGR -> grey)."""
-  image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-  if image is None:
-    raise ValueError(f'{path}: missing or not a readable image file.')
-  if image.ndim == 3:
-    code = cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY
-    image = cv2.cvtColor(image, code)
-  if image.dtype != np.uint8:
-    raise ValueError(f'{path}: expected 8-bit pixels, found {image.dtype}.')
-  return image
+  """An 8-bit image as grey (H, W) uint8 (the dataset builders' reader)."""
+  return pair_lists.read_grey(path)
 
 
 def read_keypoints(path: str) -> np.ndarray:
@@ -77,21 +70,17 @@ def cut_pairs_at_keypoints(image_a: np.ndarray, image_b: np.ndarray,
 
   Raises naming the (1-based) keypoint rows whose window leaves an image.
   """
-  half = patch_size // 2
-  def inside(image, x, y):
-    h, w = image.shape[:2]
-    return (x >= half) & (y >= half) & (x - half + patch_size <= w) & (
-        y - half + patch_size <= h)
   kp = np.asarray(keypoints)
-  ok = inside(image_a, kp[:, 0], kp[:, 1]) & inside(image_b, kp[:, 2], kp[:, 3])
+  ok = (base.window_inside(kp[:, 0], kp[:, 1], image_a.shape[1], image_a.shape[0], patch_size)
+        & base.window_inside(kp[:, 2], kp[:, 3], image_b.shape[1], image_b.shape[0], patch_size))
   if not ok.all():
     bad = (np.flatnonzero(~ok) + 1).tolist()
     raise ValueError(f'{len(bad)} keypoint row(s) {bad[:10]} are too close to the '
                      f'image border for a {patch_size}x{patch_size} patch.')
   out = np.empty((len(kp), 2, patch_size, patch_size), np.uint8)
   for i, (xa, ya, xb, yb) in enumerate(kp):
-    out[i, 0] = image_a[ya - half:ya - half + patch_size, xa - half:xa - half + patch_size]
-    out[i, 1] = image_b[yb - half:yb - half + patch_size, xb - half:xb - half + patch_size]
+    out[i, 0] = base.crop(image_a, xa, ya, patch_size)
+    out[i, 1] = base.crop(image_b, xb, yb, patch_size)
   return out
 
 

@@ -122,12 +122,14 @@ def examples_from_arrays(patches: np.ndarray, labels: np.ndarray, prefix: str = 
                                'label': int(labels[i])}
 
 
-def crop(image: np.ndarray, x: int, y: int) -> np.ndarray:
-  """The 64x64 window centred on (x=column, y=row): rows y-32..y+31."""
-  return image[y - HALF:y + HALF, x - HALF:x + HALF]
+def crop(image: np.ndarray, x: int, y: int, size: int = PATCH) -> np.ndarray:
+  """The size x size window centred on (x=column, y=row): rows y-size/2..y+size/2-1."""
+  half = size // 2
+  return image[y - half:y - half + size, x - half:x - half + size]
 
 
-def window_inside(x, y, width: int, height: int):
-  """True where the whole 64x64 window around (x, y) lies inside the image."""
-  x, y = np.asarray(x), np.asarray(y)
-  return (x >= HALF) & (y >= HALF) & (x + HALF <= width) & (y + HALF <= height)
+def window_inside(x, y, width: int, height: int, size: int = PATCH):
+  """True where the whole size x size window around (x, y) lies inside the image."""
+  x, y, half = np.asarray(x), np.asarray(y), size // 2
+  return (x >= half) & (y >= half) & (x - half + size <= width) & (
+      y - half + size <= height)
