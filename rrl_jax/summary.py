@@ -3,7 +3,6 @@ r"""Parameter table per component, for the training tree and the MLPP subtree.
   python -m rrl_jax.summary [--json] [--widths=16,32,64,128,256]
 """
 import json
-import math
 from typing import Any, Dict, Sequence
 
 from absl import app, flags
@@ -23,10 +22,6 @@ COMPONENTS = (
     ('module_head5', 'module head 5'))
 
 
-def _count(tree) -> int:
-  return sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(tree))
-
-
 def summarize(model: RRLNet) -> Dict[str, Any]:
   """{'components': [...], 'training': totals, 'inference': totals} (shape-only, no compile)."""
   x = jax.ShapeDtypeStruct((1, model.patch_size, model.patch_size, 1), jnp.float32)
@@ -38,13 +33,13 @@ def summarize(model: RRLNet) -> Dict[str, Any]:
       continue
     rows.append({
         'component': key, 'description': label,
-        'trainable': _count(variables['params'][key]),
-        'non_trainable': _count(variables['batch_stats'].get(key, {})),
+        'trainable': pruning.count_parameters(variables['params'][key]),
+        'non_trainable': pruning.count_parameters(variables['batch_stats'].get(key, {})),
         'in_inference_model': key in pruned['params']})
 
   def totals(tree):
-    return {'trainable': _count(tree['params']),
-            'non_trainable': _count(tree['batch_stats'])}
+    return {'trainable': pruning.count_parameters(tree['params']),
+            'non_trainable': pruning.count_parameters(tree['batch_stats'])}
   return {'model': model_config(model), 'components': rows,
           'training': totals(variables), 'inference': totals(pruned)}
 
