@@ -6,7 +6,7 @@ import numpy as np
 from rrl_jax import checkpoint
 from rrl_jax.models import model_config
 
-TINY = dict(widths=(4, 8, 8, 16, 16), head_hidden=(16, 8))
+from conftest import SMALL_MODEL as TINY
 
 
 def random_variables(model, seed=0):
