@@ -14,12 +14,16 @@ from absl import logging
 from absl import flags
 from ml_collections import config_flags
 
+from rrl_jax import cli
 from rrl_jax import distributed
 from rrl_jax import xla_cpu
 
 _CONFIG = config_flags.DEFINE_config_file(
-    'config', None, 'Training config file (e.g. configs/demo.py[:test]).',
-    lock_config=True)
+    'config', None, 'Training config file (e.g. configs/demo.py[:test]); set any '
+    'field with --config.FIELD=VALUE (e.g. --config.optimizer.learning_rate=4e-4); '
+    'list every field with --show_config.', lock_config=True)
+_SHOW_CONFIG = flags.DEFINE_bool('show_config', False, 'Print the resolved config '
+                                 '(all --config.* fields) and exit.')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (checkpoints, '
                                'logs, results); an existing run resumes.')
 _ALLOW_CHANGE = flags.DEFINE_bool('allow_config_change', False, 'Continue a run '
@@ -29,12 +33,19 @@ _NPROC = flags.DEFINE_integer('num_processes', None, 'Total number of processes.
 _PID = flags.DEFINE_integer('process_id', None, 'Index of this process.')
 _CPU_COLL = flags.DEFINE_enum('cpu_collectives', None, ['gloo', 'mpi'],
                               'Cross-process collectives on CPU.')
-flags.mark_flags_as_required(['config', 'workdir'])
+flags.mark_flags_as_required(['config'])
+flags.register_multi_flags_validator(
+    ['workdir', 'show_config'], lambda f: bool(f['workdir'] or f['show_config']),
+    message='--workdir is required (run directory; not needed with --show_config).')
+cli.define_help_flags()
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if _SHOW_CONFIG.value:
+    print('\n'.join(cli.config_lines(_CONFIG.value)))
+    return
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # Orbax is chatty at INFO.
   xla_cpu.apply_xla_flags()  # Before the backend starts (measured faster).

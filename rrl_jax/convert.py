@@ -9,13 +9,16 @@ each layer type and branch (fixtures/keras_rrl/README.md), never by their exact
 numeric names, so Keras 2.2 (`conv2d_1`...) and tf_keras (`conv2d`...) files
 both work. Branch B layers carry the suffix `_<n>_2` on the layer name.
 """
+import os
 import re
+import sys
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from absl import app, flags, logging
+from absl import app, flags
 import numpy as np
 
 from rrl_jax import checkpoint
+from rrl_jax import cli
 from rrl_jax.models import RRLNet, model_config
 
 KerasLayers = Dict[str, Dict[str, np.ndarray]]
@@ -225,6 +228,8 @@ def keras_layers_from_variables(variables: Mapping[str, Any],
 def read_keras_h5(path: str) -> Tuple[KerasLayers, Dict[str, Any]]:
   """Reads layer weights from a save_weights or model.save HDF5 file."""
   import h5py  # pylint: disable=g-import-not-at-top
+  if not os.path.isfile(path):
+    raise ConversionError(f'{path}: no such file (--keras_h5).')
   try:
     f = h5py.File(path, 'r')
   except (OSError, IOError) as e:
@@ -260,11 +265,38 @@ def convert_keras_h5(path: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
 FLAGS = flags.FLAGS
 
 
+def check_output_dir(out: str) -> None:
+  """Refuses an --out that is a file, a non-empty directory or not writable.
+
+  Runs before anything heavy: converting takes a while, and Orbax waits a long
+  time on a path it cannot create.
+  """
+  path = os.path.abspath(os.path.expanduser(out))
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise ConversionError(f'--out={out} is an existing file; give a new directory '
+                          '(refusing to overwrite).')
+  if os.path.isdir(path) and os.listdir(path):
+    raise ConversionError(f'--out={out} is a non-empty directory; give a new or empty '
+                          'directory (refusing to overwrite).')
+  parent = path
+  while not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  if not os.path.isdir(parent):
+    raise ConversionError(f'--out={out}: {parent} is a file, not a directory.')
+  if not os.access(parent, os.W_OK | os.X_OK):
+    raise ConversionError(f'--out={out}: directory {parent} is not writable.')
+
+
 def main(argv: Sequence[str]) -> None:
-  del argv
-  logging.set_verbosity(logging.WARNING)  # Orbax logs every file at INFO.
-  variables, meta = convert_keras_h5(FLAGS.keras_h5)
-  step_dir = checkpoint.save_variables(FLAGS.out, variables, meta)
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  cli.quiet_logging()  # Orbax logs every file at INFO.
+  try:
+    check_output_dir(FLAGS.out)
+    variables, meta = convert_keras_h5(FLAGS.keras_h5)
+    step_dir = checkpoint.save_variables(FLAGS.out, variables, meta)
+  except (ConversionError, checkpoint.CheckpointError) as e:
+    sys.exit(f'rrl_jax.convert: error: {e}')
   from rrl_jax.pruning import count_parameters  # pylint: disable=g-import-not-at-top
   print(f'Converted {FLAGS.keras_h5} ({meta["source"]["kind"]} model, '
         f'{count_parameters(variables["params"]):,} parameters, '
@@ -274,15 +306,10 @@ def main(argv: Sequence[str]) -> None:
 
 def run(argv: Optional[Sequence[str]] = None) -> None:
   flags.DEFINE_string('keras_h5', None, 'Keras HDF5 weights (save_weights or model.save).')
-  flags.DEFINE_string('out', None, 'Output checkpoint directory.')
+  flags.DEFINE_string('out', None, 'Output checkpoint directory (new or empty).')
   flags.mark_flags_as_required(['keras_h5', 'out'])
-
-  def guarded(argv):
-    try:
-      main(argv)
-    except (ConversionError, checkpoint.CheckpointError) as e:
-      raise app.UsageError(str(e)) from None
-  app.run(guarded, argv=argv)
+  cli.define_help_flags()
+  app.run(main, argv=argv)
 
 
 if __name__ == '__main__':

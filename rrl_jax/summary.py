@@ -9,6 +9,7 @@ from absl import app, flags
 import jax
 import jax.numpy as jnp
 
+from rrl_jax import cli
 from rrl_jax import pruning
 from rrl_jax.models import RRLNet, model_config
 
@@ -75,4 +76,5 @@ def main(argv: Sequence[str]) -> None:
 if __name__ == '__main__':
   flags.DEFINE_bool('json', False, 'Print JSON instead of a table.')
   flags.DEFINE_list('widths', None, 'Encoder widths (default: the paper, 16..256).')
+  cli.define_help_flags()
   app.run(main)

@@ -141,3 +141,34 @@ def test_checkpoint_errors_are_clear(tmp_path):
   (tmp_path / 'empty').mkdir()
   with pytest.raises(checkpoint.CheckpointError, match='not an rrl_jax checkpoint'):
     checkpoint.load_variables(str(tmp_path / 'empty'))
+
+
+def _convert_cli(*args):
+  env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS='cpu')
+  return subprocess.run([sys.executable, '-m', 'rrl_jax.convert', *args],
+                        capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+
+
+@pytest.mark.parametrize('make', ['file', 'nonempty_dir'])
+def test_cli_refuses_existing_out_at_once_in_one_line(tmp_path, make):
+  out = tmp_path / 'out'
+  if make == 'file':
+    out.write_text('keep me')
+  else:
+    out.mkdir()
+    (out / 'notes.txt').write_text('keep me')
+  done = _convert_cli(f'--keras_h5={KERAS_H5}', f'--out={out}')
+  assert done.returncode == 1
+  lines = done.stderr.strip().splitlines()
+  assert len(lines) == 1, done.stderr
+  assert lines[0].startswith(f'rrl_jax.convert: error: --out={out}')
+  assert 'refusing to overwrite' in lines[0] and 'USAGE' not in done.stderr
+  kept = out if make == 'file' else out / 'notes.txt'
+  assert kept.read_text() == 'keep me'
+
+
+def test_cli_data_error_is_one_line_without_usage(tmp_path):
+  done = _convert_cli(f'--keras_h5={tmp_path}/missing.h5', f'--out={tmp_path}/o')
+  assert done.returncode == 1
+  assert done.stderr.strip() == (f'rrl_jax.convert: error: {tmp_path}/missing.h5: '
+                                 'no such file (--keras_h5).')

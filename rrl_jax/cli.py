@@ -1,0 +1,75 @@
+"""Small helpers shared by the command-line programs (launch/*.py, convert).
+
+- `define_help_flags()`: absl's --help/--helpshort/--helpfull print the usage and
+  exit 1; these replacements print the same and exit 0, like argparse programs.
+- `quiet_logging()`: WARNING verbosity unless --verbosity was given, and the
+  jax backend probe ("Unable to initialize backend 'tpu'") and Orbax's per-file
+  INFO lines silenced, so an inference run prints its result and little else.
+"""
+import logging as std_logging
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+FLAGS = flags.FLAGS
+_CHATTY_LOGGERS = ('jax._src.xla_bridge', 'absl', 'orbax', 'orbax.checkpoint')
+
+
+class _HelpFlag(app.HelpFlag):
+  """--help / -?: usage on stdout, exit 0."""
+
+  def parse(self, arg):
+    if self._parse(arg):
+      app.usage(shorthelp=True, writeto_stdout=True)
+      print('\nTry --helpfull to get a list of all flags.')
+      sys.exit(0)
+
+
+class _HelpshortFlag(_HelpFlag):
+  NAME = 'helpshort'
+  SHORT_NAME = None
+
+
+class _HelpfullFlag(app.HelpfullFlag):
+
+  def parse(self, arg):
+    if self._parse(arg):
+      app.usage(writeto_stdout=True)
+      sys.exit(0)
+
+
+def define_help_flags() -> None:
+  """Registers absl's help flags with exit status 0 for a help request. Idempotent."""
+  app.define_help_flags()
+  for name, cls in (('help', _HelpFlag), ('helpshort', _HelpshortFlag),
+                    ('helpfull', _HelpfullFlag)):
+    old = FLAGS[name]
+    if not isinstance(old, cls):
+      for key in (name, old.short_name):
+        if key and key in FLAGS:
+          delattr(FLAGS, key)
+      flags.DEFINE_flag(cls())
+
+
+def quiet_logging() -> None:
+  """WARNING and above only, unless --verbosity was passed (call inside main)."""
+  if FLAGS['verbosity'].present:
+    return
+  logging.set_verbosity(logging.WARNING)
+  for name in _CHATTY_LOGGERS:
+    std_logging.getLogger(name).setLevel(std_logging.WARNING)
+  std_logging.getLogger('jax._src.xla_bridge').setLevel(std_logging.ERROR)
+
+
+def config_lines(config, prefix: str = 'config.'):
+  """'--config.FIELD=VALUE' lines for every leaf of a ConfigDict (for --show_config)."""
+  lines = []
+  for key in sorted(config.keys()):
+    value = config[key]
+    if hasattr(value, 'keys') and hasattr(value, 'items'):
+      lines += config_lines(value, f'{prefix}{key}.')
+    else:
+      lines.append(f'--{prefix}{key}={value!r}')
+  return lines
