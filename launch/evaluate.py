@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from absl import app, flags, logging
 
-from rrl_jax import checkpoint, evaluation, reports
+from rrl_jax import checkpoint, cli, evaluation, reports
 from rrl_jax import xla_cpu
 from rrl_jax.models import model_from_config
 
@@ -24,7 +24,8 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
   """Flags are defined only when run as a program (modules stay importable)."""
-  flags.DEFINE_string('checkpoint', None, 'rrl_jax checkpoint directory.')
+  flags.DEFINE_string('checkpoint', None, 'rrl_jax checkpoint directory, or a '
+                      'training workdir (its best/ is used).')
   flags.DEFINE_string('config', None, 'Config file[:arg] (its dataset section).')
   flags.DEFINE_string('dataset', None, 'Dataset name (overrides the config).')
   flags.DEFINE_list('splits', None, 'Splits to evaluate (default: test splits).')
@@ -36,6 +37,7 @@ def define_flags() -> None:
   flags.DEFINE_integer('step', None, 'Checkpoint step (default: latest).')
   flags.DEFINE_integer('mgla_pairs', 4, 'Pairs in mgla.png (0: none).')
   flags.DEFINE_bool('mlpp', False, 'Also measure full vs pruned params/latency.')
+  cli.define_help_flags()
 
 
 def load_config(spec: str):
@@ -65,12 +67,12 @@ def run(checkpoint_dir: str, out: str, dataset: Optional[str] = None,
         data_dir: Optional[str] = None, manual_dir: Optional[str] = None,
         batch_size: Optional[int] = None, protocol: Optional[str] = None,
         step: Optional[int] = None, mgla_pairs: int = 0,
-        mlpp: bool = False, split_data: Optional[Dict[str, Any]] = None
-        ) -> Dict[str, Any]:
+        mlpp: bool = False, split_data: Optional[Dict[str, Any]] = None,
+        progress: bool = False) -> Dict[str, Any]:
   """Loads, scores, writes reports; returns the results.json record.
 
   `split_data` ({name: (patches, labels)}) skips dataset loading (tests, and
-  callers that hold the data already).
+  callers that hold the data already). `progress` shows a bar per split.
   """
   cfg_data = config.dataset if config is not None else None
   dataset = dataset or (cfg_data.name if cfg_data is not None else None)
@@ -94,7 +96,8 @@ def run(checkpoint_dir: str, out: str, dataset: Optional[str] = None,
     split_data = {s: data.load_split(dataset, s, **kwargs) for s in splits}
   logging.info('scoring %s', {k: len(v[1]) for k, v in split_data.items()})
   results = evaluation.evaluate_splits(model, variables, split_data, batch_size,
-                                       dataset=dataset, return_scores=True)
+                                       dataset=dataset, return_scores=True,
+                                       progress=progress)
   effect = evaluation.mlpp_effect(model, variables) if mlpp else None
   return reports.write_reports(
       out, results, split_data, dataset=dataset, protocol=protocol,
@@ -106,14 +109,18 @@ def run(checkpoint_dir: str, out: str, dataset: Optional[str] = None,
 def main(argv):
   del argv
   xla_cpu.apply_xla_flags()  # Before the backend starts (measured faster).
+  cli.quiet_logging()
   if not FLAGS.checkpoint:
     sys.exit('launch.evaluate: error: --checkpoint is required.')
   try:
     config = load_config(FLAGS.config) if FLAGS.config else None
-    record = run(FLAGS.checkpoint, FLAGS.out, FLAGS.dataset, config,
+    ckpt, note = checkpoint.resolve_workdir(FLAGS.checkpoint)
+    if note:
+      print(note)
+    record = run(ckpt, FLAGS.out, FLAGS.dataset, config,
                  FLAGS.splits, FLAGS.data_dir, FLAGS.manual_dir,
                  FLAGS.batch_size, FLAGS.protocol, FLAGS.step,
-                 FLAGS.mgla_pairs, FLAGS.mlpp)
+                 FLAGS.mgla_pairs, FLAGS.mlpp, progress=True)
   except (ValueError, OSError, checkpoint.CheckpointError) as e:
     sys.exit(f'launch.evaluate: error: {e}')
   print(reports.results_markdown(record))

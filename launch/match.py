@@ -14,7 +14,7 @@ from typing import Optional
 from absl import app, flags
 import numpy as np
 
-from rrl_jax import checkpoint, matcher
+from rrl_jax import checkpoint, cli, evaluation, matcher
 from rrl_jax import xla_cpu
 
 FLAGS = flags.FLAGS
@@ -22,16 +22,33 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
   """Flags are defined only when run as a program (modules stay importable)."""
-  flags.DEFINE_string('checkpoint', None, 'rrl_jax checkpoint directory.')
+  flags.DEFINE_string('checkpoint', None, 'rrl_jax checkpoint directory, or a '
+                      'training workdir (its best/ is used).')
   flags.DEFINE_string('pairs', None, 'Pairs pack .npy (N, 2, P, P) uint8.')
   flags.DEFINE_string('image_a', None, 'Visible/optical image (keypoint mode).')
   flags.DEFINE_string('image_b', None, 'Other-spectrum image (keypoint mode).')
   flags.DEFINE_string('keypoints', None, 'CSV of xa,ya,xb,yb rows.')
-  flags.DEFINE_string('out', None, 'Output .npy of N float32 probabilities.')
+  flags.DEFINE_string('out', None, 'Output .npy of N float32 probabilities '
+                      '(.npy is appended when missing).')
+  flags.DEFINE_bool('overwrite', False, 'Replace an existing --out file.')
   flags.DEFINE_integer('batch_size', 256, 'Pairs per batch (global).')
   flags.DEFINE_bool('resize', False, 'Resize patches of other sizes to 64x64.')
   flags.DEFINE_integer('patch_size', 64, 'Keypoint mode: side of the cut patches.')
   flags.DEFINE_integer('step', None, 'Checkpoint step (default: latest).')
+  cli.define_help_flags()
+
+
+def output_path(out: str, overwrite: bool = False) -> str:
+  """The file np.save writes for `out` (.npy appended); refuses an existing one."""
+  if not out:
+    raise ValueError('--out is required.')
+  path = out if out.endswith('.npy') else out + '.npy'
+  if os.path.isdir(path):
+    raise ValueError(f'--out={out}: {path} is a directory; give a file name.')
+  if os.path.exists(path) and not overwrite:
+    raise ValueError(f'--out={out}: {path} exists; pass --overwrite to replace it '
+                     'or choose another --out.')
+  return path
 
 
 def load_pack(path: str) -> np.ndarray:
@@ -47,24 +64,27 @@ def run(checkpoint_dir: str, out: str, pairs: Optional[str] = None,
         image_a: Optional[str] = None, image_b: Optional[str] = None,
         keypoints: Optional[str] = None, batch_size: int = 256,
         resize: bool = False, patch_size: int = 64,
-        step: Optional[int] = None) -> np.ndarray:
-  """Scores the input, writes `out`; raises ValueError/CheckpointError on bad input."""
+        step: Optional[int] = None, overwrite: bool = False,
+        progress: bool = False) -> np.ndarray:
+  """Scores the input, writes `out` (.npy appended when missing).
+
+  Raises ValueError/CheckpointError on bad input, before any scoring.
+  """
   keypoint_mode = [image_a, image_b, keypoints]
   if bool(pairs) == any(keypoint_mode):
     raise ValueError('give either --pairs, or --image_a, --image_b and --keypoints.')
   if not pairs and not all(keypoint_mode):
     raise ValueError('keypoint mode needs all of --image_a, --image_b, --keypoints.')
-  if not out:
-    raise ValueError('--out is required.')
+  out = output_path(out, overwrite)
   if pairs:
-    data = load_pack(pairs)
+    data = evaluation.check_pairs(load_pack(pairs), None, name=pairs)
   else:
     data = matcher.cut_pairs_at_keypoints(
         matcher.read_grey_image(image_a), matcher.read_grey_image(image_b),
         matcher.read_keypoints(keypoints), patch_size)
   match = matcher.Matcher.from_checkpoint(checkpoint_dir, step,
                                           batch_size=batch_size, resize=resize)
-  scores = match.score(data).astype(np.float32)
+  scores = match.score(data, progress=progress).astype(np.float32)
   os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
   np.save(out, scores)
   return scores
@@ -73,15 +93,21 @@ def run(checkpoint_dir: str, out: str, pairs: Optional[str] = None,
 def main(argv):
   del argv
   xla_cpu.apply_xla_flags()  # Before the backend starts (measured faster).
+  cli.quiet_logging()
   if not FLAGS.checkpoint:
     sys.exit('launch.match: error: --checkpoint is required.')
   try:
-    scores = run(FLAGS.checkpoint, FLAGS.out, FLAGS.pairs, FLAGS.image_a,
+    out = output_path(FLAGS.out, FLAGS.overwrite)
+    ckpt, note = checkpoint.resolve_workdir(FLAGS.checkpoint)
+    if note:
+      print(note)
+    scores = run(ckpt, out, FLAGS.pairs, FLAGS.image_a,
                  FLAGS.image_b, FLAGS.keypoints, FLAGS.batch_size,
-                 FLAGS.resize, FLAGS.patch_size, FLAGS.step)
+                 FLAGS.resize, FLAGS.patch_size, FLAGS.step,
+                 overwrite=FLAGS.overwrite, progress=True)
   except (ValueError, checkpoint.CheckpointError) as e:
     sys.exit(f'launch.match: error: {e}')
-  print(f'{len(scores)} pairs scored -> {FLAGS.out} '
+  print(f'{len(scores)} pairs scored -> {out} '
         f'(P(match) > 0.5: {int(np.sum(scores > 0.5))})')
 
 

@@ -53,6 +53,27 @@ def save_variables(directory: str, variables: Dict[str, Any], meta: Dict[str, An
   return os.path.join(os.path.abspath(directory), str(step))
 
 
+def _steps(path: str):
+  return sorted(int(n) for n in os.listdir(path)
+                if n.isdigit() and os.path.isdir(os.path.join(path, n, META)))
+
+
+def resolve_workdir(path: str) -> Tuple[str, Optional[str]]:
+  """A training workdir -> its `best/` (else `checkpoints/`), with a one-line note.
+
+  Any other path is returned unchanged with note None.
+  """
+  path = os.path.abspath(path)
+  if not os.path.isdir(path) or _steps(path) or (
+      os.path.isdir(os.path.join(path, META)) and os.path.basename(path).isdigit()):
+    return path, None
+  for sub, what in (('best', 'best checkpoint'), ('checkpoints', 'latest checkpoint')):
+    inner = os.path.join(path, sub)
+    if os.path.isdir(inner) and _steps(inner):
+      return inner, f'{path} is a training workdir: using its {what}, {inner}'
+  return path, None
+
+
 def _resolve(path: str, step: Optional[int]) -> Tuple[str, int]:
   """Accepts a manager directory (latest or given step) or one step directory."""
   path = os.path.abspath(path)
@@ -60,12 +81,12 @@ def _resolve(path: str, step: Optional[int]) -> Tuple[str, int]:
     raise CheckpointError(f'{path}: no such checkpoint directory.')
   if os.path.isdir(os.path.join(path, META)) and os.path.basename(path).isdigit():
     return os.path.dirname(path), int(os.path.basename(path))
-  steps = sorted(int(n) for n in os.listdir(path)
-                 if n.isdigit() and os.path.isdir(os.path.join(path, n, META)))
+  steps = _steps(path)
   if not steps:
     raise CheckpointError(
-        f'{path}: not an rrl_jax checkpoint (no <step>/{META} inside). Make one '
-        'with training or `python -m rrl_jax.convert --keras_h5=... --out=DIR`.')
+        f'{path}: not an rrl_jax checkpoint (no <step>/{META} inside). Pass a '
+        'training workdir, its best/ or checkpoints/, or the output of '
+        '`python -m rrl_jax.convert --keras_h5=... --out=DIR`.')
   if step is None:
     return path, steps[-1]
   if step not in steps:

@@ -57,9 +57,10 @@ def check_pairs(pairs: Any, patch_size: Optional[int] = 64,
                      'with --resize).')
   if pairs.dtype == np.uint8:
     return pairs
-  if not (np.issubdtype(pairs.dtype, np.floating)
-          or np.issubdtype(pairs.dtype, np.integer)):
-    raise ValueError(f'{name}: expected uint8 or float patches, got {pairs.dtype}.')
+  if not np.issubdtype(pairs.dtype, np.floating):
+    raise ValueError(f'{name}: patches have dtype {pairs.dtype}; accepted: uint8 '
+                     '(0-255) or float in [0, 1] (e.g. .astype(np.uint8) for 0-255 '
+                     'integers).')
   pairs = pairs.astype(np.float32)
   finite = np.isfinite(pairs)
   if not finite.all():
@@ -67,8 +68,9 @@ def check_pairs(pairs: Any, patch_size: Optional[int] = 64,
                      '(NaN or inf).')
   lo, hi = float(pairs.min()), float(pairs.max())
   if lo < -1e-6 or hi > 1 + 1e-6:
-    raise ValueError(f'{name}: float patches must lie in [0, 1], got values in '
-                     f'[{lo:g}, {hi:g}] (pass uint8, or divide by 255).')
+    raise ValueError(f'{name}: {pairs.dtype} patches must lie in [0, 1], got values '
+                     f'in [{lo:g}, {hi:g}]; accepted: uint8 (0-255) or float in [0, 1] '
+                     '(divide by 255).')
   return pairs
 
 
@@ -96,11 +98,13 @@ def _round_up(n: int, multiple: int) -> int:
 
 def score_pairs(model: RRLNet, variables: Mapping[str, Any], pairs: Any,
                 batch_size: int = 256, mesh: Optional[Mesh] = None,
-                logits: bool = False) -> np.ndarray:
+                logits: bool = False, progress: Optional[str] = None) -> np.ndarray:
   """Match probabilities (or logits) (N,) float32 of pairs (N, 2, P, P).
 
   `variables` may be full or pruned; only the inference subtree is sent to the
   devices. `batch_size` is rounded up to a multiple of the device count.
+  `progress` (a label, e.g. the split name) shows a progress bar on stderr:
+  pairs done, pairs/s and time left.
   """
   pairs = check_pairs(pairs, model.patch_size)
   if batch_size < 1:
@@ -112,6 +116,11 @@ def score_pairs(model: RRLNet, variables: Mapping[str, Any], pairs: Any,
   scorer = _scorer(model, mesh, logits)
   batched = NamedSharding(mesh, PartitionSpec(DATA_AXIS))
   outputs = []
+  bar = None
+  if progress:
+    import tqdm  # pylint: disable=g-import-not-at-top
+    bar = tqdm.tqdm(total=len(pairs), desc=progress, unit='pair',
+                    dynamic_ncols=True)
   for start in range(0, len(pairs), batch_size):
     batch = pairs[start:start + batch_size]
     valid = len(batch)
@@ -119,15 +128,24 @@ def score_pairs(model: RRLNet, variables: Mapping[str, Any], pairs: Any,
       pad = np.zeros((batch_size - valid,) + batch.shape[1:], batch.dtype)
       batch = np.concatenate([batch, pad])
     outputs.append((scorer(variables, jax.device_put(batch, batched)), valid))
+    if bar is not None and len(outputs) > 1:
+      # Counts finished pairs (not queued ones), one batch behind the dispatch.
+      jax.block_until_ready(outputs[-2][0])
+      bar.update(outputs[-2][1])
+  if bar is not None:
+    bar.update(outputs[-1][1])
+    bar.close()
   return np.concatenate([np.asarray(out)[:valid] for out, valid in outputs]
                         ).astype(np.float32)
 
 
 def score_splits(model: RRLNet, variables: Mapping[str, Any],
                  splits: Mapping[str, Tuple[Any, Any]], batch_size: int = 256,
-                 mesh: Optional[Mesh] = None) -> Dict[str, np.ndarray]:
-  """{split: scores (N,)} for {split: (patches, labels)}."""
-  return {name: score_pairs(model, variables, patches, batch_size, mesh)
+                 mesh: Optional[Mesh] = None, progress: bool = False
+                 ) -> Dict[str, np.ndarray]:
+  """{split: scores (N,)} for {split: (patches, labels)}; a progress bar per split."""
+  return {name: score_pairs(model, variables, patches, batch_size, mesh,
+                            progress=name if progress else None)
           for name, (patches, _) in splits.items()}
 
 
@@ -150,13 +168,14 @@ def summarize_splits(labels: Mapping[str, Any], scores: Mapping[str, np.ndarray]
 def evaluate_splits(model: RRLNet, variables: Mapping[str, Any],
                     splits: Mapping[str, Tuple[Any, Any]], batch_size: int = 256,
                     mesh: Optional[Mesh] = None, dataset: Optional[str] = None,
-                    return_scores: bool = False) -> Dict[str, Any]:
+                    return_scores: bool = False, progress: bool = False
+                    ) -> Dict[str, Any]:
   """Metrics per split ({'splits': {name: {...}}, 'mean': {...}, 'mean_over': [...]}).
 
   With `return_scores` the result also holds {'scores': {split: (N,)}}
   (arrays: not JSON; `rrl_jax.reports` writes them separately).
   """
-  scores = score_splits(model, variables, splits, batch_size, mesh)
+  scores = score_splits(model, variables, splits, batch_size, mesh, progress)
   result = summarize_splits({k: v[1] for k, v in splits.items()}, scores, dataset)
   if return_scores:
     result['scores'] = scores

@@ -58,6 +58,9 @@ def read_keypoints(path: str) -> np.ndarray:
     if len(values) != 4:
       raise ValueError(f'{path}:{number}: expected 4 values xa,ya,xb,yb, got '
                        f'{len(values)}.')
+    if not np.all(np.isfinite(values)):
+      raise ValueError(f'{path}:{number}: keypoint {len(rows) + 1} has non-finite '
+                       f'coordinates {line!r} (expected numbers xa,ya,xb,yb).')
     rows.append(values)
   if not rows:
     raise ValueError(f'{path}: no keypoint rows (expected lines xa,ya,xb,yb).')
@@ -71,6 +74,13 @@ def cut_pairs_at_keypoints(image_a: np.ndarray, image_b: np.ndarray,
   Raises naming the (1-based) keypoint rows whose window leaves an image.
   """
   kp = np.asarray(keypoints)
+  if kp.ndim != 2 or kp.shape[1] != 4:
+    raise ValueError(f'keypoints: expected shape (N, 4) rows xa,ya,xb,yb, got {kp.shape}.')
+  finite = np.isfinite(kp).all(1)
+  if not finite.all():
+    bad = (np.flatnonzero(~finite) + 1).tolist()
+    raise ValueError(f'{len(bad)} keypoint row(s) {bad[:10]} are not finite (NaN or inf).')
+  kp = np.rint(kp).astype(np.int64)
   ok = (base.window_inside(kp[:, 0], kp[:, 1], image_a.shape[1], image_a.shape[0], patch_size)
         & base.window_inside(kp[:, 2], kp[:, 3], image_b.shape[1], image_b.shape[0], patch_size))
   if not ok.all():
@@ -139,10 +149,11 @@ class Matcher:
       pairs = resize_pairs(evaluation.check_pairs(pairs, None), self.patch_size)
     return evaluation.check_pairs(pairs, self.patch_size)
 
-  def score(self, pairs: Any) -> np.ndarray:
+  def score(self, pairs: Any, progress: bool = False) -> np.ndarray:
     """P(match) (N,) float32 for pairs (N, 2, P, P) (index 0 = visible/optical)."""
     return evaluation.score_pairs(self.model, self.variables, self.prepare(pairs),
-                                  self.batch_size, self.mesh)
+                                  self.batch_size, self.mesh,
+                                  progress='scoring' if progress else None)
 
   def score_pairs(self, xa: Any, xb: Any) -> np.ndarray:
     """P(match) (N,) float32 for patches xa (visible/optical) and xb."""

@@ -74,10 +74,25 @@ def test_selection_fpr95_slices(tiny_model_and_variables, tiny_splits):
     (np.full((3, 2, 64, 64), np.nan, np.float32), 'not finite'),
     (np.full((3, 2, 64, 64), 255.0, np.float32), r'\[0, 1\]'),
     (np.zeros((3, 64, 64), np.uint8), 'expected shape'),
+    (np.zeros((3, 2, 64, 64), np.int64),
+     r'dtype int64; accepted: uint8 \(0-255\) or float in \[0, 1\]'),
 ])
 def test_bad_pairs(pairs, message):
   with pytest.raises(ValueError, match=message):
     evaluation.check_pairs(pairs)
+
+
+def test_progress_bar_per_split(tiny_model_and_variables, tiny_splits, capsys):
+  model, variables = tiny_model_and_variables
+  quiet = evaluation.score_splits(model, variables, tiny_splits, batch_size=4)
+  assert capsys.readouterr().err == ''  # off by default (library use, tests)
+  shown = evaluation.score_splits(model, variables, tiny_splits, batch_size=4,
+                                  progress=True)
+  err = capsys.readouterr().err
+  assert 'field: 100%' in err and '10/10' in err and 'forest: 100%' in err
+  assert '7/7' in err and 'pair/s' in err
+  for name in tiny_splits:
+    np.testing.assert_array_equal(quiet[name], shown[name])
 
 
 def test_mlpp_effect_counts(tiny_model_and_variables):

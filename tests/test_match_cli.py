@@ -91,3 +91,50 @@ def test_cli_round_trip_tiny(tiny_ckpt, tmp_path):
                 f'--out={tmp_path}/s.npy', '--batch_size=4')
   assert result.returncode == 0, result.stderr[-2000:]
   assert np.load(tmp_path / 's.npy').shape == (5,)
+
+
+def test_cli_prints_real_path_and_refuses_overwrite(tiny_ckpt, tmp_path):
+  """--out=X writes X.npy and says so; a second run refuses without --overwrite."""
+  np.save(tmp_path / 'pack.npy', np.zeros((3, 2, 64, 64), np.uint8))
+  args = (f'--checkpoint={tiny_ckpt}', f'--pairs={tmp_path}/pack.npy', f'--out={tmp_path}/s')
+  first = _cli(*args)
+  assert first.returncode == 0, first.stderr[-2000:]
+  assert f'-> {tmp_path}/s.npy ' in first.stdout
+  assert 'orbax' not in (first.stdout + first.stderr).lower()  # quiet by default
+  before = (tmp_path / 's.npy').read_bytes()
+  again = _cli(*args)
+  assert again.returncode == 1
+  assert again.stderr.strip() == (
+      f'launch.match: error: --out={tmp_path}/s: {tmp_path}/s.npy exists; pass '
+      '--overwrite to replace it or choose another --out.')
+  assert (tmp_path / 's.npy').read_bytes() == before
+  assert _cli(*args, '--overwrite').returncode == 0
+
+
+def test_training_workdir_uses_its_best(tiny_ckpt, tmp_path):
+  from rrl_jax import checkpoint  # pylint: disable=import-outside-toplevel
+  workdir = tmp_path / 'run'
+  (workdir / 'checkpoints').mkdir(parents=True)
+  os.symlink(tiny_ckpt, workdir / 'best')
+  path, note = checkpoint.resolve_workdir(str(workdir))
+  assert path == str(workdir / 'best')
+  assert note == f'{workdir} is a training workdir: using its best checkpoint, {workdir}/best'
+  assert checkpoint.resolve_workdir(tiny_ckpt) == (os.path.abspath(tiny_ckpt), None)
+  with pytest.raises(checkpoint.CheckpointError, match='training workdir, its best/'):
+    checkpoint.load_variables(str(workdir))
+
+
+def test_int64_pack_names_dtype(tiny_ckpt, tmp_path):
+  np.save(tmp_path / 'pack.npy', np.zeros((2, 2, 64, 64), np.int64))
+  with pytest.raises(ValueError, match=r'pack.npy: patches have dtype int64; accepted: '
+                     r'uint8 \(0-255\) or float in \[0, 1\]'):
+    match.run(tiny_ckpt, str(tmp_path / 's.npy'), pairs=str(tmp_path / 'pack.npy'))
+
+
+def test_nan_keypoint_is_named(tiny_ckpt, tmp_path):
+  image = np.zeros((100, 100), np.uint8)
+  cv2.imwrite(str(tmp_path / 'a.png'), image)
+  (tmp_path / 'kp.csv').write_text('xa,ya,xb,yb\n40,40,40,40\nnan,50,50,50\n')
+  with pytest.raises(ValueError, match=r'kp.csv:3: keypoint 2 has non-finite coordinates'):
+    match.run(tiny_ckpt, str(tmp_path / 's.npy'), image_a=str(tmp_path / 'a.png'),
+              image_b=str(tmp_path / 'a.png'), keypoints=str(tmp_path / 'kp.csv'))

@@ -60,6 +60,9 @@ def test_cut_pairs_at_keypoints():
   with pytest.raises(ValueError, match=r'row\(s\) \[2\]'):
     matcher.cut_pairs_at_keypoints(image_a, image_b, np.array([[40, 50, 32, 32],
                                                                [10, 50, 32, 32]]))
+  with pytest.raises(ValueError, match=r'row\(s\) \[2\] are not finite'):
+    matcher.cut_pairs_at_keypoints(image_a, image_b, np.array([[40, 50, 32, 32],
+                                                               [np.nan, 50, 32, 32]]))
 
 
 def test_read_keypoints(tmp_path):
