@@ -178,3 +178,110 @@ def test_missing_images_listed_and_failed_build_leaves_nothing(tmp_path):
     data.load_split('os_raw', 'train', **kw)
   assert not _leftovers(tmp_path / 'tfds')
   assert not data.get_builder('os_raw', **kw).is_prepared()
+
+
+def test_empty_pack_is_named(tmp_path):
+  _pack(tmp_path, 'os_train_image.npy', 'os_train_label.npy', n=0)
+  _pack(tmp_path, 'os_test_image.npy', 'os_test_label.npy', n=4)
+  with pytest.raises(data.DataFormatError) as err:
+    data.load_split('os', 'test', data_dir=str(tmp_path / 'tfds'), manual_dir=str(tmp_path))
+  assert str(err.value) == f'{tmp_path}/os_train_image.npy: the pack holds no pairs (N = 0)'
+  assert not _leftovers(tmp_path / 'tfds')
+
+
+def test_one_class_split_refused_at_load(tmp_path):
+  _pack(tmp_path, 'os_train_image.npy', 'os_train_label.npy', labels=np.ones(6))
+  _pack(tmp_path, 'os_test_image.npy', 'os_test_label.npy', n=4)
+  kw = dict(data_dir=str(tmp_path / 'tfds'), manual_dir=str(tmp_path))
+  with pytest.raises(data.DataFormatError, match=r'^dataset os, split train: all 6 pairs are '
+                     r'matching \(1\); training and evaluation need both classes'):
+    data.load_split('os', 'train', **kw)
+  assert data.load_split('os', 'test', **kw)[1].tolist() == [0, 1, 0, 1]
+  assert len(data.load_split('os', 'train', both_classes=False, **kw)[1]) == 6
+
+
+def test_all_pairs_rejected_by_border_rule_names_list_and_rule(tmp_path):
+  roi = 'ROIs1158_spring'
+  lines = [[roi, 's1_1', 'a', 10, 100, 's2_1', 'b', 100, 100, 1],
+           [roi, 's1_1', 'a', 100, 100, 's2_1', 'b', 250, 100, 0]]
+  text = _sen12_fixture(tmp_path, lines)
+  (tmp_path / 'train.txt').write_text(text)
+  (tmp_path / 'test.txt').write_text(text)
+  with pytest.raises(data.DataFormatError) as err:
+    data.load_split('sen1_2_raw', 'train', data_dir=str(tmp_path / 'tfds'),
+                    manual_dir=str(tmp_path))
+  message = str(err.value)
+  assert message.startswith(f'{tmp_path}/train.txt: all 2 pairs were rejected by the border rule')
+  assert '64x64 window leaves its image' in message and 'No examples' not in message
+  assert not _leftovers(tmp_path / 'tfds')
+
+
+def _os_raw_fixture(root, text: bytes):
+  for n in (1, 2):
+    for kind in ('opt', 'sar'):
+      _write_png(os.path.join(root, 'OSdataset', '512', 'train', f'{kind}{n}.png'), (256, 256), n)
+  (root / 'train.txt').write_bytes(text)
+  (root / 'test.txt').write_bytes(b'train,2,100,100,100,100,0\ntrain,1,90,90,90,90,1\n')
+
+
+def test_pair_list_header_and_bom_are_skipped(tmp_path):
+  body = b'train,1,100,100,100,100,1\ntrain,2,100,100,100,100,0\n'
+  _os_raw_fixture(tmp_path, b'\xef\xbb\xbffolder,number,opt_x,opt_y,sar_x,sar_y,label\n' + body)
+  patches, labels = data.load_split('os_raw', 'train', data_dir=str(tmp_path / 'tfds'),
+                                    manual_dir=str(tmp_path))
+  assert labels.tolist() == [1, 0] and patches.shape == (2, 2, 64, 64)
+  (tmp_path / 'train.txt').write_bytes(b'\xef\xbb\xbf' + body)
+  assert data.load_split('os_raw', 'train', data_dir=str(tmp_path / 'tfds2'),
+                         manual_dir=str(tmp_path))[1].tolist() == [1, 0]
+
+
+def test_pair_list_non_utf8_names_file_and_line(tmp_path):
+  _os_raw_fixture(tmp_path, b'train,1,100,100,100,100,1\ntrain,2,100,100,100,100,0 \xe9\n')
+  with pytest.raises(data.DataFormatError) as err:
+    data.load_split('os_raw', 'train', data_dir=str(tmp_path / 'tfds'), manual_dir=str(tmp_path))
+  assert str(err.value) == (f'{tmp_path}/train.txt:2: not UTF-8 text (byte 0xe9 at column '
+                            '27); save the pair list as UTF-8')
+
+
+def test_typo_in_first_line_is_not_taken_for_a_header(tmp_path):
+  _os_raw_fixture(tmp_path, b'train,1,100,1OO,100,100,1\ntrain,2,100,100,100,100,0\n')
+  with pytest.raises(data.PairListError, match=r'train.txt:1: .*1OO'):
+    data.load_split('os_raw', 'train', data_dir=str(tmp_path / 'tfds'), manual_dir=str(tmp_path))
+
+
+def test_built_dataset_with_other_manual_dir_warns(tmp_path, caplog):
+  manual = tmp_path / 'manual'
+  manual.mkdir()
+  images, _ = _pack(manual, 'os_train_image.npy', 'os_train_label.npy', n=6)
+  _pack(manual, 'os_test_image.npy', 'os_test_label.npy', n=4)
+  built = str(tmp_path / 'tfds')
+  data.load_split('os', 'train', data_dir=built, manual_dir=str(manual))
+  caplog.clear()
+  with caplog.at_level('WARNING'):
+    data.load_split('os', 'train', data_dir=built, manual_dir=str(manual))
+  ours = lambda: [r.getMessage() for r in caplog.records if r.module == 'loading']
+  assert not ours()  # same source: silent
+  with caplog.at_level('WARNING'):
+    patches, _ = data.load_split('os', 'train', data_dir=built, manual_dir='/nonexistent')
+  np.testing.assert_array_equal(patches, images)  # the build is used as is...
+  builder_dir = data.get_builder('os', data_dir=built).data_dir
+  (record,) = ours()  # ...and says so, in one line
+  assert record == (f'rrl_os: the build at {builder_dir} was made from manual_dir={manual} '
+                    f'(not /nonexistent) and is used as is; to build from the new input, '
+                    f'delete {builder_dir} or pass another data_dir.')
+
+
+@pytest.mark.parametrize('name, options, message', [
+    ('synthetic', {'num_train': -5}, 'num_train=-5: must be >= 0'),
+    ('synthetic', {'num_train': 0, 'num_val': 0, 'num_test': 0}, 'at least one split'),
+    ('synthetic', {'num_train': 2.5}, 'num_train=2.5: expected an integer'),
+    ('synthetic', {'difficulty': 2}, 'difficulty=2: must lie in'),
+    ('scenes', {'max_keypoints': 0}, 'max_keypoints=0: must be >= 1'),
+    ('roadscene', {'test_fraction': 1.0}, r'test_fraction=1.0: must lie in \[0, 1\)'),
+    ('os', {'splits': 'train'}, "splits='train': expected a tuple"),
+    ('synthetic', {'num_trian': 5}, r"unknown builder option\(s\) \['num_trian'\]"),
+])
+def test_bad_builder_options_are_refused(tmp_path, name, options, message):
+  with pytest.raises(data.OptionError, match=message):
+    data.get_builder(name, data_dir=str(tmp_path), **options)
+  assert not os.listdir(tmp_path)

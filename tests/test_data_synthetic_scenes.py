@@ -74,3 +74,23 @@ def test_scenes_missing_nir_is_named(tmp_path):
   (tmp_path / 'cat' / '0000_rgb.jpg').write_bytes(b'x')
   with pytest.raises(data.ManualFilesMissingError, match='0000_nir.jpg'):
     data.load_split('scenes', 'cat', data_dir=str(tmp_path / 'tfds'), manual_dir=str(tmp_path))
+
+
+def test_scene_split_without_pairs_names_folder_and_rule(tmp_path):
+  import cv2  # pylint: disable=import-outside-toplevel
+  (tmp_path / 'cat').mkdir()
+  grey = (np.random.default_rng(0).random((96, 96)) * 255).astype(np.uint8)
+  cv2.imwrite(str(tmp_path / 'cat' / '0000_rgb.jpg'), grey)
+  cv2.imwrite(str(tmp_path / 'cat' / '0000_nir.jpg'), grey)
+  with pytest.raises(data.DataFormatError) as err:  # no keypoint pair 5000 px apart
+    data.load_split('scenes', 'cat', data_dir=str(tmp_path / 'tfds'), manual_dir=str(tmp_path),
+                    negative_distance=5000)
+  message = str(err.value)
+  assert message.startswith(f"{tmp_path}/cat: split 'cat' gave no pairs")
+  assert 'border rule' in message and 'No examples' not in message
+
+
+def test_synthetic_negative_count_is_refused(tmp_path):
+  with pytest.raises(data.OptionError, match=r'rrl_synthetic: bad builder option num_train=-5: '
+                     r'must be >= 0'):
+    data.load_split('synthetic', 'val', data_dir=str(tmp_path), num_train=-5, num_val=4)

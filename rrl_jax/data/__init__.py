@@ -3,5 +3,6 @@
   patches, labels = rrl_jax.data.load_split('synthetic', 'train', data_dir=...)
   it = rrl_jax.data.pipeline.BatchIterator(patches, labels, global_batch_size=64, seed=0)
 """
-from rrl_jax.data.errors import DataError, DataFormatError, ManualFilesMissingError, PairListError
+from rrl_jax.data.errors import (DataError, DataFormatError, ManualFilesMissingError, OptionError,
+                                 PairListError)
 from rrl_jax.data.loading import BUILDERS, get_builder, list_splits, load_split, prepare, read_split

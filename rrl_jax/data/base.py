@@ -8,9 +8,10 @@ encodes every non-default option, so different options never share a directory.
 """
 import dataclasses
 import inspect
+import numbers
 import os
 import re
-from typing import Any, Dict, Iterable, Mapping, Optional
+from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 
 from etils import epath
 import numpy as np
@@ -49,6 +50,7 @@ class PatchPairBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': 'Initial release.'}
   OPTIONS: Dict[str, Any] = {}
+  INTEGER_OPTIONS: Tuple[str, ...] = ()
   MANUAL_DOWNLOAD_INSTRUCTIONS: Optional[str] = None
 
   @tfds.core.utils.classproperty
@@ -68,10 +70,34 @@ class PatchPairBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                              description=f'options: {full}')
     elif options:
       raise TypeError('pass either config or option keywords, not both')
+    self._check_options(config.options)
     self._manual_dir_override = manual_dir
     self.border_counts: Dict[str, Dict[str, int]] = {}
     kwargs.setdefault('file_format', 'array_record')
     super().__init__(config=config, **kwargs)
+
+  @classmethod
+  def option_problems(cls, options: Mapping[str, Any]) -> Iterable[str]:
+    """Subclasses: yield 'name=value: what is wrong' for impossible values."""
+    return ()
+
+  def _check_options(self, options: Mapping[str, Any]) -> None:
+    """Raises OptionError naming the option, before anything is read or built."""
+    problems = []
+    for key, default in self.OPTIONS.items():
+      value = options.get(key, default)
+      number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+      integer = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+      if key in self.INTEGER_OPTIONS and not integer:
+        problems.append(f'{key}={value!r}: expected an integer')
+      elif isinstance(default, (int, float)) and not isinstance(default, bool) and not number:
+        problems.append(f'{key}={value!r}: expected a number')
+      elif isinstance(default, tuple) and not isinstance(value, tuple):
+        problems.append(f'{key}={value!r}: expected a tuple like the default {default!r}')
+    if not problems:
+      problems = list(self.option_problems(options))
+    if problems:
+      raise errors.OptionError(f'{self.name}: bad builder option {problems[0]}')
 
   @property
   def options(self) -> Mapping[str, Any]:

@@ -1,4 +1,4 @@
-"""Errors raised on bad dataset input (issue 4, "Bad input")."""
+"""Errors raised on bad dataset input: each message names the file, line or option."""
 from typing import Sequence
 
 
@@ -27,3 +27,7 @@ class PairListError(DataFormatError):
   def __init__(self, path: str, line_number: int, line: str, reason: str):
     self.path, self.line_number = path, line_number
     super().__init__(f'{path}:{line_number}: {reason}: {line.rstrip()!r}')
+
+
+class OptionError(DataError):
+  """A builder option has the wrong type or an impossible value; names it."""

@@ -31,6 +31,8 @@ def validate_pack(image_path: str, label_path: str) -> Tuple[np.ndarray, np.ndar
   if images.ndim != 4 or images.shape[1:] != (2, base.PATCH, base.PATCH):
     raise errors.DataFormatError(
         f'{image_path}: expected shape (N, 2, 64, 64), found {images.shape}')
+  if len(images) == 0:
+    raise errors.DataFormatError(f'{image_path}: the pack holds no pairs (N = 0)')
   if images.dtype != np.uint8:
     raise errors.DataFormatError(f'{image_path}: expected dtype uint8, found {images.dtype}')
   try:

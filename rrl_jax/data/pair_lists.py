@@ -6,6 +6,7 @@ number rejected per split is logged and stored in the dataset metadata
 ('counts'). The official OS lists keep every keypoint in [32, 480] on 512x512
 images, so none of their pairs is rejected.
 """
+import codecs
 import logging
 import os
 from typing import Dict, List, NamedTuple, Sequence, Tuple
@@ -35,24 +36,55 @@ def _int(field: str) -> int:
   return int(value)
 
 
+def _is_number(field: str) -> bool:
+  try:
+    float(field)
+    return True
+  except ValueError:
+    return False
+
+
+def _lines(path: str):
+  """(1-based number, text) of each line; a UTF-8 BOM is dropped, other bytes named."""
+  with open(path, 'rb') as f:
+    raw = f.read()
+  if raw.startswith(codecs.BOM_UTF8):
+    raw = raw[len(codecs.BOM_UTF8):]
+  for number, line in enumerate(raw.splitlines(), start=1):
+    try:
+      yield number, line.decode('utf-8')
+    except UnicodeDecodeError as e:
+      raise errors.DataFormatError(
+          f'{path}:{number}: not UTF-8 text (byte {line[e.start]:#04x} at column '
+          f'{e.start + 1}); save the pair list as UTF-8') from None
+
+
 def parse_pair_list(path: str, n_fields: int, to_pair) -> List[Pair]:
-  """Parses a comma-separated pair list; malformed lines raise PairListError."""
+  """Parses a comma-separated pair list; malformed lines raise PairListError.
+
+  A first line without any number (a header such as `folder,number,...`) is
+  skipped.
+  """
   pairs = []
-  with open(path, encoding='utf-8') as f:
-    for number, line in enumerate(f, start=1):
-      if not line.strip():
+  first = True
+  for number, line in _lines(path):
+    if not line.strip():
+      continue
+    fields = [s.strip() for s in line.split(',')]
+    header, first = first, False
+    if len(fields) != n_fields:
+      raise errors.PairListError(path, number, line,
+                                 f'expected {n_fields} comma-separated fields, found {len(fields)}')
+    try:
+      pair = to_pair(fields)
+    except ValueError as e:
+      if header and not any(_is_number(x) for x in fields):
+        logging.info('%s:%d: skipping header line %r', path, number, line)
         continue
-      fields = [s.strip() for s in line.split(',')]
-      if len(fields) != n_fields:
-        raise errors.PairListError(path, number, line,
-                                   f'expected {n_fields} comma-separated fields, found {len(fields)}')
-      try:
-        pair = to_pair(fields)
-      except ValueError as e:
-        raise errors.PairListError(path, number, line, str(e)) from e
-      if pair.label not in (0, 1):
-        raise errors.PairListError(path, number, line, f'label must be 0 or 1, found {pair.label}')
-      pairs.append(pair)
+      raise errors.PairListError(path, number, line, str(e)) from e
+    if pair.label not in (0, 1):
+      raise errors.PairListError(path, number, line, f'label must be 0 or 1, found {pair.label}')
+    pairs.append(pair)
   if not pairs:
     raise errors.DataFormatError(f'{path}: the pair list holds no pairs')
   return pairs
@@ -70,8 +102,12 @@ def read_grey(path: str) -> np.ndarray:
   return image
 
 
-def cut_pairs(pairs: Sequence[Pair], split: str, builder: base.PatchPairBuilder):
-  """Yields examples; applies the border rule and records the count."""
+def cut_pairs(pairs: Sequence[Pair], split: str, builder: base.PatchPairBuilder,
+              source: str = ''):
+  """Yields examples; applies the border rule and records the count.
+
+  Raises DataFormatError naming `source` (the pair list) when the rule leaves none.
+  """
   cache: Dict[str, np.ndarray] = {}
   def image(path):
     if path not in cache:
@@ -91,6 +127,11 @@ def cut_pairs(pairs: Sequence[Pair], split: str, builder: base.PatchPairBuilder)
     yield f'{i:08d}', {'patches': patches, 'label': p.label}
   logging.info('%s/%s: %d pairs kept, %d rejected by the border rule', builder.name,
                split, kept, rejected)
+  if not kept:
+    raise errors.DataFormatError(
+        f'{source or split}: all {rejected} pairs were rejected by the border rule (a '
+        'pair whose optical or other 64x64 window leaves its image is left out); '
+        'check the keypoints and the image sizes')
   builder.record_border_count(split, kept=kept, border_rejected=rejected)
 
 
@@ -115,7 +156,7 @@ class _PairListBuilder(base.PatchPairBuilder, skip_registration=True):
     pairs = {s: parse_pair_list(p, self.N_FIELDS, lambda f: self._line_to_pair(root, f))
              for s, p in lists.items()}
     self.require_files(q for ps in pairs.values() for p in ps for q in (p.optical, p.other))
-    return {s: cut_pairs(ps, s, self) for s, ps in pairs.items()}
+    return {s: cut_pairs(ps, s, self, lists[s]) for s, ps in pairs.items()}
 
   def _generate_examples(self, *args):  # pragma: no cover
     raise NotImplementedError

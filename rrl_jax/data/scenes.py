@@ -67,6 +67,17 @@ class _SceneBuilder(base.PatchPairBuilder, skip_registration=True):
   BORDER_RULE = BORDER_RULE
   OPTIONS = {'max_keypoints': 300, 'min_distance': 8, 'negative_distance': 32, 'seed': 0,
              'max_images': 0}  # max_images 0 = all images of a split
+  INTEGER_OPTIONS = ('max_keypoints', 'seed', 'max_images')
+
+  @classmethod
+  def option_problems(cls, options):
+    if options['max_keypoints'] < 1:
+      yield f'max_keypoints={options["max_keypoints"]}: must be >= 1'
+    for key in ('min_distance', 'negative_distance', 'max_images'):
+      if options[key] < 0:
+        yield f'{key}={options[key]}: must be >= 0'
+    if 'test_fraction' in options and not 0.0 <= options['test_fraction'] < 1.0:
+      yield f'test_fraction={options["test_fraction"]}: must lie in [0, 1)'
 
   def scene_files(self, root: str) -> Dict[str, List[Tuple[str, str]]]:
     raise NotImplementedError
@@ -102,6 +113,11 @@ class _SceneBuilder(base.PatchPairBuilder, skip_registration=True):
       counts['no_partner'] += len(keypoints) - n // 2
       counts['pairs'] += n
     logging.info('%s/%s: %s', self.name, split, counts)
+    if not counts['pairs']:
+      folder = os.path.dirname(files[0][0]) if files else split
+      raise errors.DataFormatError(
+          f'{folder}: split {split!r} gave no pairs ({counts}); the border rule ({BORDER_RULE}) '
+          'and the negative_distance/max_keypoints options left no usable keypoint')
     self.record_border_count(split, **counts)
 
   def _generate_examples(self, *args):  # pragma: no cover

@@ -158,7 +158,18 @@ class RrlSynthetic(base.PatchPairBuilder, skip_registration=True):
   """Procedural cross-spectral pairs (see module docstring); no download."""
   OPTIONS = {'num_train': 20000, 'num_val': 2000, 'num_test': 4000, 'seed': 0,
              'difficulty': 0.5}
+  INTEGER_OPTIONS = ('num_train', 'num_val', 'num_test', 'seed')
   CHUNK = 500
+
+  @classmethod
+  def option_problems(cls, options):
+    for key in ('num_train', 'num_val', 'num_test'):
+      if options[key] < 0:
+        yield f'{key}={options[key]}: must be >= 0 (0 leaves the split out)'
+    if not any(options[k] > 0 for k in ('num_train', 'num_val', 'num_test')):
+      yield 'num_train=num_val=num_test=0: at least one split needs pairs'
+    if not 0.0 <= options['difficulty'] <= 1.0:
+      yield f'difficulty={options["difficulty"]}: must lie in [0, 1]'
 
   def _split_generators(self, dl_manager):
     o = self.options
