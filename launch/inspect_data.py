@@ -10,9 +10,11 @@ for non-matching, half of each from the chosen split.
 """
 import argparse
 import ast
+import sys
 
 import numpy as np
 
+from rrl_jax import cli
 from rrl_jax import data
 
 
@@ -54,19 +56,35 @@ def draw_grid(patches, labels, path: str, title: str, per_class: int = 8, seed: 
   plt.close(fig)
 
 
-def main():
+def make_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('--dataset', required=True, choices=sorted(data.BUILDERS))
-  parser.add_argument('--data_dir', default=None)
-  parser.add_argument('--manual_dir', default=None)
-  parser.add_argument('--pair_list_dir', default=None, help='os_raw / sen1_2_raw only')
-  parser.add_argument('--option', action='append', default=[],
-                      help='builder option KEY=VALUE, e.g. max_keypoints=50 (repeatable)')
-  parser.add_argument('--split', default=None, help='split drawn in the grid (default: first)')
-  parser.add_argument('--out', default='grid.png')
-  args = parser.parse_args()
-  kwargs = dict(_parse_option(o) for o in args.option)
+  parser.add_argument('--dataset', required=True, choices=sorted(data.BUILDERS),
+                      help='dataset (builder) name')
+  parser.add_argument('--data_dir', default=None,
+                      help='TFDS data_dir holding (or receiving) the build '
+                      '(default: ~/tensorflow_datasets)')
+  parser.add_argument('--manual_dir', default=None,
+                      help='manually downloaded files (default: <data_dir>/downloads/manual)')
+  parser.add_argument('--pair_list_dir', default=None,
+                      help='folder of the pair lists train.txt/test.txt (os_raw and '
+                      'sen1_2_raw only; default: the manual dir)')
+  parser.add_argument('--option', action='append', default=[], metavar='KEY=VALUE',
+                      help='builder option, e.g. max_keypoints=50 (repeatable)')
+  parser.add_argument('--split', default=None,
+                      help='split drawn in the grid (default: train, else the first)')
+  parser.add_argument('--out', default='grid.png', help='PNG file for the sample grid')
+  return parser
+
+
+def inspect(args) -> None:
+  """Builds if needed, prints the table, draws the grid; raises on bad input."""
+  kwargs = {}
+  for text in args.option:
+    if '=' not in text:
+      raise ValueError(f'--option {text!r}: expected KEY=VALUE')
+    key, value = _parse_option(text)
+    kwargs[key] = value
   if args.pair_list_dir:
     kwargs['pair_list_dir'] = args.pair_list_dir
   builder = data.prepare(data.get_builder(args.dataset, data_dir=args.data_dir,
@@ -75,6 +93,8 @@ def main():
   print(f'options: {dict(builder.options)}')
   counts = builder.info.metadata.get('counts') if builder.info.metadata else None
   splits = sorted(builder.info.splits.keys())
+  if args.split and args.split not in splits:
+    raise ValueError(f'--split={args.split}: {args.dataset} has splits {splits}')
   print(f'{"split":12s} {"pairs":>9s} {"matching":>9s} {"non-match":>9s} {"match %":>8s}')
   loaded = {}
   for split in splits:
@@ -90,6 +110,15 @@ def main():
   split = args.split or ('train' if 'train' in splits else splits[0])
   draw_grid(*loaded[split], args.out, f'{args.dataset}/{split}')
   print(f'wrote {args.out}')
+
+
+def main(argv=None):
+  args = make_parser().parse_args(argv)
+  cli.quiet_tfds()
+  try:
+    inspect(args)
+  except (data.DataError, ValueError, OSError) as e:
+    sys.exit(f'launch.inspect_data: error: {e}')
 
 
 if __name__ == '__main__':

@@ -15,6 +15,19 @@ from absl import logging
 
 FLAGS = flags.FLAGS
 _CHATTY_LOGGERS = ('jax._src.xla_bridge', 'absl', 'orbax', 'orbax.checkpoint')
+# TFDS warns on every custom BuilderConfig and before each first build.
+_ROUTINE_TFDS = ('Using custom data configuration', 'Variant folder')
+
+
+def _not_routine_tfds(record: std_logging.LogRecord) -> bool:
+  return not str(record.msg).startswith(_ROUTINE_TFDS)
+
+
+def quiet_tfds() -> None:
+  """Drops TFDS's routine warnings (custom config, first build); keeps the rest."""
+  logger = std_logging.getLogger('absl')
+  if _not_routine_tfds not in logger.filters:
+    logger.addFilter(_not_routine_tfds)
 
 
 class _HelpFlag(app.HelpFlag):
@@ -57,6 +70,7 @@ def quiet_logging() -> None:
   """WARNING and above only, unless --verbosity was passed (call inside main)."""
   if FLAGS['verbosity'].present:
     return
+  quiet_tfds()
   logging.set_verbosity(logging.WARNING)
   for name in _CHATTY_LOGGERS:
     std_logging.getLogger(name).setLevel(std_logging.WARNING)
