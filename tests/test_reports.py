@@ -104,3 +104,31 @@ def test_evaluate_errors(tiny_checkpoint, tmp_path):
   with pytest.raises(CheckpointError, match='not an rrl_jax checkpoint'):
     evaluate.run(str(tmp_path), str(tmp_path), dataset='os',
                  split_data=tiny_split_data())
+
+
+def test_cli_on_a_workdir_is_quiet_and_shows_progress(tiny_checkpoint, tmp_path):
+  """A training workdir uses its best/; no Orbax/INFO lines; a bar per split."""
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  from conftest import REPO  # pylint: disable=import-outside-toplevel
+  workdir = tmp_path / 'run'
+  workdir.mkdir()
+  os.symlink(tiny_checkpoint, workdir / 'best')
+  manual = tmp_path / 'packs'
+  manual.mkdir()
+  for split, n in (('train', 4), ('test', 6)):
+    rng = np.random.default_rng(n)
+    np.save(manual / f'os_{split}_image.npy', rng.integers(0, 256, (n, 2, 64, 64), np.uint8))
+    np.save(manual / f'os_{split}_label.npy', np.arange(n) % 2)
+  env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS='cpu')
+  done = subprocess.run(
+      [sys.executable, '-m', 'launch.evaluate', f'--checkpoint={workdir}', '--dataset=os',
+       f'--manual_dir={manual}', f'--data_dir={tmp_path}/tfds', f'--out={tmp_path}/r',
+       '--mgla_pairs=0', '--batch_size=4'],
+      capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert done.stdout.splitlines()[0] == (
+      f'{workdir} is a training workdir: using its best checkpoint, {workdir}/best')
+  assert 'test: 100%' in done.stderr and '6/6' in done.stderr
+  assert 'orbax' not in done.stderr.lower() and 'INFO' not in done.stderr
+  assert 'Using custom data configuration' not in done.stderr
