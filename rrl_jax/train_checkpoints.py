@@ -120,6 +120,7 @@ def restore_latest(ckpt_dir: str, state: TrainState, keep: int, workdir: str,
   Returns (manager, state, train_meta or None).
   """
   moved = []
+  existed = os.path.isdir(ckpt_dir)
   _silence_abandoned_restores()
   with _orbax_quiet():  # Its errors on a bad checkpoint: our one line instead.
     mngr = ckpt_lib.manager(ckpt_dir, max_to_keep=keep)
@@ -163,7 +164,7 @@ def restore_latest(ckpt_dir: str, state: TrainState, keep: int, workdir: str,
                           opt_state=r[ckpt_lib.OPT_STATE])
     return mngr, state, meta
   try:
-    _start_from_scratch(workdir, ckpt_dir, moved, restart_from_scratch)
+    _start_from_scratch(workdir, ckpt_dir, moved, restart_from_scratch, existed)
   except BaseException:
     mngr.close()
     raise
@@ -192,17 +193,18 @@ def previous_run(workdir: str) -> List[str]:
 
 
 def _start_from_scratch(workdir: str, ckpt_dir: str, moved: List[str],
-                        restart: bool) -> None:
+                        restart: bool, existed: bool = True) -> None:
   """Starts at step 0; in a workdir with a previous run only if `restart`."""
   history = previous_run(workdir)
   if not history and not moved:
     return  # A new run.
   found = (f'all {len(moved)} checkpoint(s) in {ckpt_dir} were unreadable '
            f'(moved to {os.path.join(workdir, UNREADABLE_DIR)})' if moved
-           else f'{ckpt_dir} holds no checkpoint')
+           else f'{ckpt_dir} holds no checkpoint' if existed
+           else f'{ckpt_dir} is missing')
   if not restart:
     raise NoCheckpointError(
-        f'{workdir} holds a previous run ({", ".join(history) or "moved checkpoints"}) '
+        f'{workdir} holds a previous run ({", ".join(history) or "only unreadable checkpoints"}) '
         f'but no usable checkpoint: {found}. Pass --restart_from_scratch to train '
         'again from step 0 (that run\'s files are moved aside first), or use '
         'another --workdir.')

@@ -87,7 +87,7 @@ def test_history_without_checkpoints_needs_restart_flag(two_steps, tmp_path, cap
   assert '\n' not in msg
   assert msg.startswith(f'{workdir} holds a previous run (metrics.jsonl with '
                         f'{len(old)} records up to step 2, ')
-  assert 'checkpoints holds no checkpoint' in msg and '--restart_from_scratch' in msg
+  assert f'{workdir}/checkpoints is missing' in msg and '--restart_from_scratch' in msg
   assert _metrics(workdir) == old  # Nothing appended, nothing moved.
   summary = train.train_and_evaluate(tiny_config(num_train_steps=2), workdir,
                                      restart_from_scratch=True)
