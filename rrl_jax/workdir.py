@@ -6,6 +6,7 @@ lock is held. Also turns on JAX's persistent compilation cache.
 """
 import contextlib
 import datetime
+import inspect
 import json
 import math
 import os
@@ -121,6 +122,21 @@ def _positive_ints(v) -> bool:
           and all(_is_int(w) and w > 0 for w in v))
 
 
+def _builder_kwargs(name: str, builders) -> Optional[set]:
+  """The builder_kwargs dataset `name` takes (its OPTIONS and keyword args)."""
+  if name == TOY_DATASET:
+    return {'num_pairs'}
+  if name not in builders:
+    return None
+  cls = builders[name]
+  valid = set(getattr(cls, 'OPTIONS', {}))
+  for c in cls.__mro__:
+    if '__init__' in vars(c) and c.__module__.startswith('rrl_jax.'):
+      valid |= {p.name for p in inspect.signature(vars(c)['__init__']).parameters.values()
+                if p.kind == p.KEYWORD_ONLY}
+  return valid - {'manual_dir', 'data_dir', 'config'}  # Set by dataset.* fields.
+
+
 def config_problems(config, device_count: Optional[int] = None) -> list:
   """Every problem of `config` as 'config.FIELD=VALUE ...: what is valid'."""
   # Imported here: the registries pull in models, optimizers and TFDS.
@@ -181,6 +197,13 @@ def config_problems(config, device_count: Optional[int] = None) -> list:
     need('model.module_heads',
          lambda v: isinstance(v, (tuple, list)) and all(s in stages for s in v),
          f'must be stages in 1..{len(widths)}')
+  valid_kwargs = _builder_kwargs(config.dataset.name, data_lib.BUILDERS)
+  given = config.dataset.get('builder_kwargs') or {}
+  unknown = sorted(set(given.keys()) - valid_kwargs) if valid_kwargs is not None else []
+  if unknown:
+    problems.append(f'config.dataset.builder_kwargs has {unknown}, which dataset '
+                    f'{config.dataset.name!r} does not take; valid: '
+                    f'{", ".join(sorted(valid_kwargs)) or "none"}')
   unknown = sorted(set(config.loss_weights.keys()) - set(losses.LOSS_NAMES))
   if unknown:
     problems.append(f'config.loss_weights has unknown term(s) {unknown}; valid: '

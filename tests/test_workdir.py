@@ -168,3 +168,12 @@ def test_unwritable_workdir_is_one_line(tmp_path):
   with pytest.raises(WorkdirError) as e:
     wd.RunLock(str(tmp_path / 'a_file' / 'run')).acquire()
   assert str(e.value).startswith(f'cannot write to --workdir {tmp_path}/a_file/run (')
+
+
+def test_builder_kwargs_checked_against_the_dataset():
+  assert _problem(**{'dataset.name': 'vis_nir'}) == (
+      "config.dataset.builder_kwargs has ['num_pairs'], which dataset 'vis_nir' "
+      'does not take; valid: splits')
+  c = tiny_config(**{'dataset.name': 'synthetic'})
+  c.dataset.builder_kwargs = {'num_train': 8}
+  assert wd.config_problems(c, 1) == []
