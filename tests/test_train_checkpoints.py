@@ -12,6 +12,7 @@ def _complete_on_closed_loop():
   Orbax restore fails with reads in flight): 'Event loop is closed'."""
   promise, future = ts.Promise.new()
   loop = asyncio.new_event_loop()
+  loop.set_exception_handler(lambda *_: None)  # 'Task was destroyed': expected.
 
   async def wait():
     return await future
