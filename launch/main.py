@@ -28,6 +28,9 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (checkpoints, '
                                'logs, results); an existing run resumes.')
 _ALLOW_CHANGE = flags.DEFINE_bool('allow_config_change', False, 'Continue a run '
                                   'in --workdir although its config differs.')
+_RESTART = flags.DEFINE_bool('restart_from_scratch', False, 'Train from step 0 '
+                             'in a --workdir whose previous run has no usable '
+                             'checkpoint (its files are moved aside first).')
 _COORD = flags.DEFINE_string('coordinator_address', None, 'host:port of process 0.')
 _NPROC = flags.DEFINE_integer('num_processes', None, 'Total number of processes.')
 _PID = flags.DEFINE_integer('process_id', None, 'Index of this process.')
@@ -38,6 +41,46 @@ flags.register_multi_flags_validator(
     ['workdir', 'show_config'], lambda f: bool(f['workdir'] or f['show_config']),
     message='--workdir is required (run directory; not needed with --show_config).')
 cli.define_help_flags()
+
+
+def _unknown_override(argv):
+  """'--config.a.b: ...' for the first --config.* override naming no field."""
+  path = None
+  for i, arg in enumerate(argv):
+    if arg.startswith('--config='):
+      path = arg.split('=', 1)[1]
+    elif arg == '--config' and i + 1 < len(argv):
+      path = argv[i + 1]
+  if not path:
+    return None
+  parser = config_flags.config_flags.ConfigFileFlagParser('config', lock_config=False)
+  config = parser.parse(path)
+  for arg in argv:
+    if not arg.startswith('--config.'):
+      continue
+    name = arg[2:].split('=', 1)[0]
+    node, prefix = config, 'config'
+    for key in name.split('.')[1:]:
+      if not hasattr(node, 'keys'):
+        return (f'--{name}: {prefix} is a single {type(node).__name__} value, '
+                'not a group of fields.')
+      if key not in node.keys():
+        return (f'--{name}: unknown key {key!r} in {prefix} (from {path}); valid '
+                f'keys of {prefix}: {", ".join(sorted(node.keys()))}.')
+      node, prefix = node[key], f'{prefix}.{key}'
+  return None
+
+
+def _parse_flags(argv):
+  """absl's parser; an unknown --config.KEY is one line, not a traceback."""
+  try:
+    return app.parse_flags_with_usage(argv)
+  except (AttributeError, KeyError):  # What ml_collections raises for one.
+    message = _unknown_override(argv)
+    if message is None:
+      raise
+    sys.stderr.write(f'ERROR: {message}\n')
+    sys.exit(1)
 
 
 def main(argv):
@@ -54,12 +97,12 @@ def main(argv):
   from rrl_jax import train  # pylint: disable=g-import-not-at-top
   try:
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value,
-                             allow_config_change=_ALLOW_CHANGE.value)
-  except (train.ConfigMismatchError, train.NonFiniteLossError) as e:
-    sys.exit(f'ERROR: {e}')
-  except train.vgg19.VGG19WeightsError as e:  # Names the path and the fix.
-    sys.exit(f'ERROR: {e}')
+                             allow_config_change=_ALLOW_CHANGE.value,
+                             restart_from_scratch=_RESTART.value)
+  except (train.UserError, train.data_lib.DataError,
+          train.vgg19.VGG19WeightsError, train.ckpt_lib.CheckpointError) as e:
+    sys.exit(f'ERROR: {e}')  # Each names the field/path and the fix.
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

@@ -29,6 +29,7 @@ import numpy as np
 IMAGE_OPS = ('blur', 'gamma', 'scale_x', 'scale_y', 'translate_x',
              'translate_y', 'noise')
 PAIR_OPS = ('flip_lr', 'flip_ud', 'rot90', 'rot180', 'rot270')
+ORDERS = ('batch', 'example', 'listed')
 _EXAMPLE_TAG, _ORDER_TAG = 0, 1
 _SEQ_A, _SEQ_B, _SEQ_PAIR = 0, 1, 2
 

@@ -13,6 +13,7 @@ import numpy as np
 LOSS_NAMES = ('stage3', 'stage4', 'stage5', 'module3', 'module4', 'module5',
               'recon_a', 'recon_b')
 HEAD_NAMES = LOSS_NAMES[:6]
+RECON_LOSSES = ('perceptual', 'mse')
 RECON_TARGETS = {'recon_a': 'xa', 'recon_b': 'xb'}
 
 # Keras 2.2 clips probabilities to [eps, 1 - eps] before the log; on logits

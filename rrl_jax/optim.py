@@ -14,6 +14,8 @@ import ml_collections
 import optax
 
 ScalarOrSchedule = Union[float, optax.Schedule]
+OPTIMIZERS = ('keras_nadam', 'nadam', 'adam', 'sgd')
+SCHEDULES = ('constant', 'cosine', 'warmup_cosine')
 
 
 class KerasNadamState(NamedTuple):
@@ -123,8 +125,7 @@ def make_schedule(cfg: ml_collections.ConfigDict,
   if cfg.schedule == 'warmup_cosine':
     return optax.warmup_cosine_decay_schedule(
         0.0, lr, int(cfg.get('warmup_steps', 0)), int(decay_steps), end)
-  raise ValueError(f"Unknown schedule {cfg.schedule!r}; known: 'constant', "
-                   "'cosine', 'warmup_cosine'.")
+  raise ValueError(f'Unknown schedule {cfg.schedule!r}; known: {SCHEDULES}.')
 
 
 def make_optimizer(cfg: ml_collections.ConfigDict,
@@ -142,8 +143,7 @@ def make_optimizer(cfg: ml_collections.ConfigDict,
   elif name == 'sgd':
     opt = optax.sgd(lr, momentum=cfg.momentum or None, nesterov=cfg.nesterov)
   else:
-    raise ValueError(f"Unknown optimizer {name!r}; known: 'keras_nadam', "
-                     "'nadam', 'adam', 'sgd'.")
+    raise ValueError(f'Unknown optimizer {name!r}; known: {OPTIMIZERS}.')
   clip = float(cfg.get('grad_clip_norm', 0.0) or 0.0)
   if clip > 0:
     opt = optax.chain(optax.clip_by_global_norm(clip), opt)

@@ -34,13 +34,16 @@ from rrl_jax import reports
 from rrl_jax import vgg19
 from rrl_jax.data.pipeline import BatchIterator
 # The run's parts, re-exported: callers use train.<name>.
-from rrl_jax.train_checkpoints import (checkpoint_meta, load_local_variables,
+from rrl_jax.errors import ConfigError, UserError
+from rrl_jax.train_checkpoints import (NoCheckpointError, checkpoint_meta,
+                                       load_local_variables, reconcile_best,
                                        restore_latest, save_checkpoint)
 from rrl_jax.train_step import (TrainState, global_batch, init_state,
                                 loss_weights, lr_schedule, make_mesh,
                                 make_model, make_train_step, to_host)
 from rrl_jax.workdir import (ConfigMismatchError, check_and_save_config,
-                             enable_compilation_cache, validate_config)
+                             check_config, enable_compilation_cache, run_lock,
+                             save_config, validate_config)
 
 CHECKPOINT_DIR = 'checkpoints'
 BEST_DIR = 'best'
@@ -51,7 +54,7 @@ RESULTS_DIR = 'results'
 KILL_ENV = 'RRL_JAX_FAULT_KILL_AT_STEP'
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(UserError, FloatingPointError):
   """A loss term became NaN/Inf; the run stopped without saving."""
 
 
@@ -95,8 +98,8 @@ def load_data(config) -> Dict[str, Any]:
     if ds.val_max_pairs > 0:
       n_val = min(n_val, ds.val_max_pairs)
     if not 0 < n_val < n:
-      raise ValueError(f'dataset.val_fraction={ds.val_fraction} carves {n_val} '
-                       f'of {n} training pairs; need 0 < n_val < {n}.')
+      raise ConfigError(f'dataset.val_fraction={ds.val_fraction} carves {n_val} '
+                        f'of {n} training pairs; need 0 < n_val < {n}.')
     perm = np.random.default_rng(config.seed + 12345).permutation(n)
     val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
     select = {'val': (train[0][val_idx], train[1][val_idx])}
@@ -135,20 +138,29 @@ def _total_steps(config, steps_per_epoch: int) -> int:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        allow_config_change: bool = False,
+                       restart_from_scratch: bool = False,
                        return_variables: bool = False) -> Dict[str, Any]:
   """Trains (resuming from workdir if it has checkpoints), then evaluates.
 
-  Returns a summary dict (with this process's final numpy 'variables' if
-  return_variables); results are written to workdir/results.
+  The config is validated and the workdir locked before anything is written
+  to it. Returns a summary dict (with this process's final numpy 'variables'
+  if return_variables); results are written to workdir/results.
   """
-  validate_config(config)
+  validate_config(config, device_count=jax.device_count())
   workdir = os.path.abspath(os.path.expanduser(workdir))
+  check_config(config, workdir, allow_config_change)  # Reads only.
+  with run_lock(workdir):
+    return _train_and_evaluate(config, workdir, restart_from_scratch,
+                               return_variables)
+
+
+def _train_and_evaluate(config, workdir, restart_from_scratch, return_variables):
+  """The run itself, with a valid config and the workdir locked."""
   # VGG19 first: a missing/malformed file fails before anything compiles.
   vgg_params = None
   if config.recon_loss == 'perceptual':
     vgg_params = vgg19.load_vgg19_params(os.path.expanduser(config.vgg19_weights))
   enable_compilation_cache(config.compilation_cache_dir)
-  check_and_save_config(config, workdir, allow_config_change)
   is_main = jax.process_index() == 0
 
   datasets = load_data(config)
@@ -157,10 +169,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   if config.batch_size % mesh.size:
     raise ValueError(f'batch_size={config.batch_size} is not divisible by the '
                      f'{mesh.size} devices of the mesh.')
-  it = BatchIterator(*datasets['train'], global_batch_size=config.batch_size,
-                     seed=config.seed, mode=config.data_mode,
-                     process_index=jax.process_index(),
-                     process_count=jax.process_count())
+  try:
+    it = BatchIterator(*datasets['train'], global_batch_size=config.batch_size,
+                       seed=config.seed, mode=config.data_mode,
+                       process_index=jax.process_index(),
+                       process_count=jax.process_count())
+  except ValueError as e:  # E.g. fewer training pairs than one batch.
+    raise ConfigError(f'config.batch_size={config.batch_size}: {e}.') from None
+  save_config(config, workdir)  # Data loaded: the run can start.
   steps_per_epoch = int(it.steps_per_epoch)
   total_steps = _total_steps(config, steps_per_epoch)
   eval_every = steps_per_epoch if config.eval_every < 0 else int(config.eval_every)
@@ -173,7 +189,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   state = init_state(model, tx, config, mesh)
 
   ckpt_dir = os.path.join(workdir, CHECKPOINT_DIR)
-  mngr, state, train_meta = restore_latest(ckpt_dir, state, config.keep, workdir)
+  mngr, state, train_meta = restore_latest(ckpt_dir, state, config.keep, workdir,
+                                           restart_from_scratch)
   best = {'fpr95': None, 'step': None}
   start = 0
   if train_meta is not None:
@@ -183,12 +200,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     logging.info('Resumed from %s/%d.', ckpt_dir, start)
     if is_main:
       print(f'Resumed from checkpoint step {start} in {ckpt_dir}.', flush=True)
-  best_mngr = ckpt_lib.manager(os.path.join(workdir, BEST_DIR), max_to_keep=1)
-  # A best checkpoint newer than the resumed step belongs to a discarded future
-  # (the run died after it); the resumed run re-evaluates those steps.
-  for s in list(best_mngr.all_steps()):
-    if s > start or best['step'] is None:
-      best_mngr.delete(s)
+  best_mngr = ckpt_lib.manager(os.path.join(workdir, BEST_DIR), max_to_keep=1,
+                               cleanup_tmp_directories=True)
+  best = reconcile_best(best_mngr, best, start)
 
   train_step = make_train_step(model, tx, config, mesh, run_key, recon_loss,
                                lr_schedule(config, total_steps))

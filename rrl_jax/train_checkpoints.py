@@ -2,12 +2,17 @@
 
 A training step directory holds params, batch_stats, meta, opt_state and
 train_state (step, data iterator position, run key); unreadable latest
-checkpoints are moved aside and the previous one is used.
+checkpoints are moved aside and the previous one is used. Starting over in a
+workdir that holds a previous run needs restart_from_scratch.
 """
+import contextlib
+import json
+import logging as std_logging
 import os
 import shutil
+import sys
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from absl import logging
 import jax
@@ -17,9 +22,18 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from rrl_jax import checkpoint as ckpt_lib
+from rrl_jax.errors import UserError
+from rrl_jax.metric_writers import METRICS_FILE, TENSORBOARD_DIR
 from rrl_jax.train_step import TrainState, to_host
 from rrl_jax.workdir import config_to_dict
 
+UNREADABLE_DIR = 'unreadable_checkpoints'
+PREVIOUS_DIR = 'previous_runs'  # restart_from_scratch moves a run's files here.
+HISTORY_DIRS = (TENSORBOARD_DIR, 'best', 'results')
+
+
+class NoCheckpointError(UserError):
+  """A workdir holds a previous run but no usable checkpoint."""
 
 
 def _abstract(tree):
@@ -43,45 +57,188 @@ def save_checkpoint(mngr, state: TrainState, train_meta, config) -> None:
       ckpt_lib.TRAIN_STATE: ocp.args.JsonSave(train_meta)}))
 
 
-def restore_latest(ckpt_dir: str, state: TrainState, keep: int, workdir: str):
+@contextlib.contextmanager
+def _orbax_quiet():
+  """Silences absl logging (Orbax's) below FATAL for the block."""
+  logger = std_logging.getLogger('absl')
+  level = logger.level
+  logger.setLevel(std_logging.CRITICAL)
+  try:
+    yield
+  finally:
+    logger.setLevel(level)
+
+
+_ABANDONED = []  # Step directories whose restore failed with reads in flight.
+
+
+def _is_abandoned_read_noise(exc: BaseException) -> bool:
+  """Late completions of an abandoned restore's reads (their loop is closed)."""
+  if isinstance(exc, RuntimeError) and str(exc) == 'Event loop is closed':
+    return True  # Raised by asyncio's call_soon_threadsafe on a closed loop.
+  return any(path in str(exc) for path in _ABANDONED)
+
+
+def _silence_abandoned_restores() -> None:
+  """Drops the noise of a failed restore's in-flight TensorStore reads.
+
+  When one item fails, Orbax closes its event loop while the other reads are
+  in flight; each later completion raises 'Event loop is closed' (printed via
+  sys.unraisablehook: thousands of tracebacks for a real model) and asyncio
+  logs 'Future exception was never retrieved'. Only those are dropped; any
+  other unraisable exception or log record goes through unchanged.
+  """
+  if getattr(sys.unraisablehook, 'rrl_jax_filter', False):
+    return
+  previous = sys.unraisablehook
+
+  def hook(args):
+    if args.object is None and _is_abandoned_read_noise(args.exc_value):
+      return
+    previous(args)
+
+  hook.rrl_jax_filter = True
+  sys.unraisablehook = hook
+  std_logging.getLogger('asyncio').addFilter(
+      lambda r: not (r.exc_info and r.exc_info[1] is not None
+                     and 'never retrieved' in r.getMessage()
+                     and _is_abandoned_read_noise(r.exc_info[1])))
+
+
+def _first_line(e: BaseException, limit: int = 160) -> str:
+  text = (str(e).strip().splitlines() or [''])[0]
+  return f'{type(e).__name__}: {text[:limit]}'
+
+
+def restore_latest(ckpt_dir: str, state: TrainState, keep: int, workdir: str,
+                   restart_from_scratch: bool = False):
   """Restores the newest readable checkpoint, moving unreadable ones aside.
 
+  Each unreadable checkpoint is reported in one line. With none usable in a
+  workdir that holds a previous run, refuses (NoCheckpointError) unless
+  restart_from_scratch, which moves that run's files aside first.
   Returns (manager, state, train_meta or None).
   """
-  while True:
+  moved = []
+  existed = os.path.isdir(ckpt_dir)
+  _silence_abandoned_restores()
+  with _orbax_quiet():  # Its errors on a bad checkpoint: our one line instead.
     mngr = ckpt_lib.manager(ckpt_dir, max_to_keep=keep)
+  while True:
     steps = sorted(mngr.all_steps())
     if not steps:
-      return mngr, state, None
+      break
     step = steps[-1]
     try:
-      r = mngr.restore(step, args=ocp.args.Composite(**{
-          ckpt_lib.PARAMS: ocp.args.StandardRestore(_abstract(state.params)),
-          ckpt_lib.BATCH_STATS: ocp.args.StandardRestore(_abstract(state.batch_stats)),
-          ckpt_lib.OPT_STATE: ocp.args.StandardRestore(_abstract(state.opt_state)),
-          ckpt_lib.TRAIN_STATE: ocp.args.JsonRestore()}))
+      with _orbax_quiet():
+        r = mngr.restore(step, args=ocp.args.Composite(**{
+            ckpt_lib.PARAMS: ocp.args.StandardRestore(_abstract(state.params)),
+            ckpt_lib.BATCH_STATS: ocp.args.StandardRestore(_abstract(state.batch_stats)),
+            ckpt_lib.OPT_STATE: ocp.args.StandardRestore(_abstract(state.opt_state)),
+            ckpt_lib.TRAIN_STATE: ocp.args.JsonRestore()}))
       meta = dict(r[ckpt_lib.TRAIN_STATE])
       if int(meta['step']) != step:
         raise ValueError(f'train_state says step {meta["step"]}')
     except Exception as e:  # pylint: disable=broad-except
-      bad = os.path.join(ckpt_dir, str(step))
-      aside = os.path.join(workdir, 'unreadable_checkpoints', f'{step}_{int(time.time())}')
-      msg = (f'Checkpoint {bad} is unreadable ({type(e).__name__}: '
-             f'{str(e)[:300]}); moved to {aside}; using the previous one.')
-      logging.warning(msg)
-      print(f'WARNING: {msg}', flush=True)
       mngr.close()
+      bad = os.path.join(ckpt_dir, str(step))
+      _ABANDONED.append(bad + os.sep)
+      aside = os.path.join(workdir, UNREADABLE_DIR, f'{step}_{int(time.time())}')
+      then = (f'trying step {steps[-2]}.' if len(steps) > 1
+              else 'no earlier checkpoint is left.')
+      msg = f'checkpoint {bad} is unreadable ({_first_line(e)}); moved to {aside}; {then}'
+      logging.info(msg)
       if jax.process_index() == 0:
+        print(f'WARNING: {msg}', flush=True)
         os.makedirs(os.path.dirname(aside), exist_ok=True)
         shutil.move(bad, aside)
       if jax.process_count() > 1:
         multihost_utils.sync_global_devices(f'rrl_jax_ckpt_aside_{step}')
+      moved.append(aside)
+      with _orbax_quiet():
+        mngr = ckpt_lib.manager(ckpt_dir, max_to_keep=keep)
       continue
     state = state.replace(step=jnp.asarray(step, jnp.int32),
                           params=r[ckpt_lib.PARAMS],
                           batch_stats=r[ckpt_lib.BATCH_STATS],
                           opt_state=r[ckpt_lib.OPT_STATE])
     return mngr, state, meta
+  try:
+    _start_from_scratch(workdir, ckpt_dir, moved, restart_from_scratch, existed)
+  except BaseException:
+    mngr.close()
+    raise
+  return mngr, state, None
+
+
+def previous_run(workdir: str) -> List[str]:
+  """What a previous run left in workdir (metrics, best, results), described."""
+  found = []
+  metrics = os.path.join(workdir, METRICS_FILE)
+  if os.path.isfile(metrics) and os.path.getsize(metrics):
+    steps = []
+    with open(metrics, errors='replace') as f:
+      for line in f:
+        try:
+          steps.append(int(json.loads(line)['step']))
+        except (ValueError, KeyError, TypeError):
+          pass
+    found.append(f'{METRICS_FILE} with {len(steps)} records up to step '
+                 f'{max(steps) if steps else "?"}')
+  for name in HISTORY_DIRS:
+    path = os.path.join(workdir, name)
+    if os.path.isdir(path) and os.listdir(path):
+      found.append(f'{name}/')
+  return found
+
+
+def _start_from_scratch(workdir: str, ckpt_dir: str, moved: List[str],
+                        restart: bool, existed: bool = True) -> None:
+  """Starts at step 0; in a workdir with a previous run only if `restart`."""
+  history = previous_run(workdir)
+  if not history and not moved:
+    return  # A new run.
+  found = (f'all {len(moved)} checkpoint(s) in {ckpt_dir} were unreadable '
+           f'(moved to {os.path.join(workdir, UNREADABLE_DIR)})' if moved
+           else f'{ckpt_dir} holds no checkpoint' if existed
+           else f'{ckpt_dir} is missing')
+  if not restart:
+    raise NoCheckpointError(
+        f'{workdir} holds a previous run ({", ".join(history) or "only unreadable checkpoints"}) '
+        f'but no usable checkpoint: {found}. Pass --restart_from_scratch to train '
+        'again from step 0 (that run\'s files are moved aside first), or use '
+        'another --workdir.')
+  dest = os.path.join(workdir, PREVIOUS_DIR,
+                      time.strftime('%Y%m%d_%H%M%S', time.gmtime()))
+  if jax.process_index() == 0:
+    os.makedirs(dest, exist_ok=True)
+    for name in (METRICS_FILE,) + HISTORY_DIRS:
+      if os.path.exists(os.path.join(workdir, name)):
+        shutil.move(os.path.join(workdir, name), os.path.join(dest, name))
+    print(f'Training from step 0 (--restart_from_scratch): {found}; the previous '
+          f'run\'s files were moved to {dest}.', flush=True)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices('rrl_jax_restart_from_scratch')
+
+
+def reconcile_best(best_mngr, best: Dict[str, Any], start: int) -> Dict[str, Any]:
+  """The resumed run's best-so-far, consistent with what best/ holds.
+
+  A best checkpoint newer than the resumed step belongs to a discarded future
+  (the run died after it): deleted, the resumed run re-evaluates those steps.
+  A selected step that best/ lacks (emptied, partial or deleted) is forgotten
+  with a warning: the next evaluation becomes the best.
+  """
+  for s in list(best_mngr.all_steps()):
+    if s > start or best['step'] is None:
+      best_mngr.delete(s)
+  if best['step'] is not None and best['step'] not in best_mngr.all_steps():
+    if jax.process_index() == 0:
+      print(f'WARNING: {best_mngr.directory} holds no checkpoint of the selected '
+            f'step {best["step"]} (empty, partial or deleted); selection starts '
+            'again: the next evaluation becomes the best.', flush=True)
+    best = {'fpr95': None, 'step': None}
+  return best
 
 
 def load_local_variables(directory: str, like: TrainState,

@@ -79,3 +79,11 @@ def test_locked_config_refuses_new_fields():
   c = _parse([f'--config={REPO}/configs/test.py'])
   with pytest.raises(AttributeError):
     c.new_field = 1
+
+
+@pytest.mark.parametrize('name', CONFIGS)
+@pytest.mark.parametrize('arg', ['', ':test'])
+def test_every_config_passes_validation(name, arg):
+  from rrl_jax import workdir  # pylint: disable=g-import-not-at-top
+  c = _parse([f'--config={REPO}/configs/{name}.py{arg}'])
+  assert workdir.config_problems(c, device_count=1) == []

@@ -90,3 +90,26 @@ def test_bad_arguments():
     BatchIterator(patches, labels, global_batch_size=15, seed=0, process_count=2)
   with pytest.raises(ValueError, match='mode'):
     BatchIterator(patches, labels, global_batch_size=16, seed=0, mode='random')
+
+
+class _Failing(BatchIterator):
+  def batch(self, epoch, step):
+    if step == 2:
+      raise ValueError('negative dimensions are not allowed')
+    return super().batch(epoch, step)
+
+
+def test_producer_thread_error_reaches_the_consumer():
+  patches, labels = _data()
+  it = _Failing(patches, labels, global_batch_size=16, seed=0, prefetch=2)
+  _take(it, 2)
+  with pytest.raises(ValueError, match='negative dimensions'):
+    next(it)  # Re-raised here, not a hang.
+  it.close()
+
+
+def test_non_positive_batch_is_refused():
+  patches, labels = _data()
+  for b in (0, -3):
+    with pytest.raises(ValueError, match='positive'):
+      BatchIterator(patches, labels, global_batch_size=b, seed=0)

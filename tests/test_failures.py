@@ -1,12 +1,20 @@
-"""NaN stop, config-mismatch refusal."""
+"""NaN stop, config-mismatch refusal, bad configs, damaged workdirs, two runs."""
+import glob
+import json
 import os
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
 
 import pytest
 
 from rrl_jax import checkpoint
 from rrl_jax import train
-from tests.train_helpers import max_abs_diff, params_of, tiny_config
+from tests.train_helpers import REPO, config_flags_for, max_abs_diff, params_of
+from tests.train_helpers import run_python, tiny_config
 
 
 @pytest.fixture(scope='module')
@@ -48,3 +56,96 @@ def test_run_length_change_and_allowed_change(two_steps, tmp_path):
   train.check_and_save_config(tiny_config(seed=5), workdir, allow_change=True)
   with pytest.raises(train.ConfigMismatchError):
     train.check_and_save_config(tiny_config(seed=6), workdir, allow_change=False)
+
+
+def test_bad_config_or_data_writes_nothing(tmp_path):
+  workdir = str(tmp_path / 'run')
+  bad = tiny_config(num_train_steps=2)
+  bad.optimizer.name = 'foo'
+  with pytest.raises(train.ConfigError, match="optimizer.name='foo' is unknown"):
+    train.train_and_evaluate(bad, workdir)
+  assert not os.path.exists(workdir)
+  # Fails while loading data, after the lock was taken: still nothing left.
+  with pytest.raises(train.ConfigError, match='val_fraction'):
+    train.train_and_evaluate(tiny_config(**{'dataset.val_fraction': 0.0}), workdir)
+  assert not os.path.exists(workdir)
+
+
+def _metrics(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [json.loads(line) for line in f]
+
+
+def test_history_without_checkpoints_needs_restart_flag(two_steps, tmp_path, capsys):
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(two_steps, workdir)
+  shutil.rmtree(os.path.join(workdir, 'checkpoints'))
+  old = _metrics(workdir)
+  with pytest.raises(train.NoCheckpointError) as e:
+    train.train_and_evaluate(tiny_config(num_train_steps=2), workdir)
+  msg = str(e.value)
+  assert '\n' not in msg
+  assert msg.startswith(f'{workdir} holds a previous run (metrics.jsonl with '
+                        f'{len(old)} records up to step 2, ')
+  assert f'{workdir}/checkpoints is missing' in msg and '--restart_from_scratch' in msg
+  assert _metrics(workdir) == old  # Nothing appended, nothing moved.
+  summary = train.train_and_evaluate(tiny_config(num_train_steps=2), workdir,
+                                     restart_from_scratch=True)
+  assert summary['final_step'] == 2
+  assert 'Training from step 0 (--restart_from_scratch)' in capsys.readouterr().out
+  [moved] = glob.glob(os.path.join(workdir, 'previous_runs', '*', 'metrics.jsonl'))
+  with open(moved) as f:
+    assert [json.loads(line) for line in f] == old
+  assert [r['step'] for r in _metrics(workdir) if r['kind'] == 'train'] == [1, 2]
+
+
+@pytest.mark.parametrize('damage', ['empty', 'partial', 'deleted'])
+def test_damaged_best_never_blocks_resume(two_steps, tmp_path, damage, capsys):
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(two_steps, workdir)
+  best = os.path.join(workdir, 'best')
+  shutil.rmtree(best)
+  if damage != 'deleted':
+    os.makedirs(best)
+  if damage == 'partial':  # What a run killed while saving leaves.
+    os.makedirs(os.path.join(best, '2.orbax-checkpoint-tmp-1234', 'params'))
+  summary = train.train_and_evaluate(tiny_config(num_train_steps=2), workdir)
+  assert summary['selected_step'] == 2
+  assert 'holds no checkpoint of the selected step 2' in capsys.readouterr().out
+  assert os.path.exists(os.path.join(workdir, 'results', 'summary.json'))
+  assert sorted(os.listdir(best)) == ['2']
+
+
+def test_second_training_is_refused_and_first_unharmed(tmp_path):
+  """Fault injection: two launch.main on one workdir at the same time."""
+  workdir = str(tmp_path / 'run')
+  args = [sys.executable, '-m', 'launch.main', f'--workdir={workdir}'
+          ] + config_flags_for(num_train_steps=4)
+  env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
+  first = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+  lock = os.path.join(workdir, 'run.lock')
+  try:
+    deadline = time.time() + 300
+    while not os.path.exists(lock):
+      assert first.poll() is None and time.time() < deadline, first.communicate()
+      time.sleep(0.2)
+    first.send_signal(signal.SIGSTOP)  # Keep it mid-run while the second starts.
+    try:
+      second = run_python(args[1:], timeout=300)
+    finally:
+      first.send_signal(signal.SIGCONT)
+    out, err = first.communicate(timeout=600)
+  finally:
+    if first.poll() is None:
+      first.kill()
+  assert second.returncode == 1 and 'Traceback' not in second.stderr, second.stderr[-3000:]
+  last = second.stderr.strip().splitlines()[-1]
+  assert last.startswith(f'ERROR: {workdir} is in use by another run (host '
+                         f'{socket.gethostname()}, pid {first.pid}, since '), last
+  assert first.returncode == 0, err[-3000:]
+  assert 'Training done (4 steps' in out
+  with open(os.path.join(workdir, 'results', 'summary.json')) as f:
+    assert json.load(f)['final_step'] == 4
+  assert [r['step'] for r in _metrics(workdir) if r['kind'] == 'train'] == [1, 2, 3, 4]
+  assert not os.path.exists(lock)

@@ -1,6 +1,8 @@
 """Resume equality: N steps + N more == 2N uninterrupted (also after SIGKILL)."""
+import gc
 import os
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -63,3 +65,30 @@ def test_killed_subprocess_resumes_exactly(reference, tmp_path):
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   assert 'Resumed from checkpoint step' in resumed.stdout
   assert max_abs_diff(params_of(workdir), reference) == 0.0
+
+
+def test_all_checkpoints_corrupt_is_said_plainly(first_half, tmp_path, capfd):
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(first_half, workdir)
+  # Array data only (metadata intact): Orbax fails mid-restore, with reads in
+  # flight (once tens of thousands of "Event loop is closed" lines).
+  for root, _, files in os.walk(os.path.join(workdir, 'checkpoints')):
+    for name in files:
+      if os.path.basename(root) == 'd':
+        with open(os.path.join(root, name), 'wb') as f:
+          f.write(b'garbage')
+  with pytest.raises(train.NoCheckpointError) as e:
+    train.train_and_evaluate(tiny_config(num_train_steps=N), workdir)
+  time.sleep(2)  # Let the abandoned reads complete and be collected.
+  gc.collect()
+  out, err = capfd.readouterr()
+  reports = [l for l in (out + err).splitlines() if 'unreadable' in l]
+  assert len(reports) == 2, out + err  # One line per checkpoint, nothing else.
+  ckpt = os.path.join(workdir, 'checkpoints')
+  assert reports[0].startswith(f'WARNING: checkpoint {ckpt}/{N} is unreadable (')
+  assert reports[0].endswith(f'; trying step {N // 2}.')
+  assert reports[1].startswith(f'WARNING: checkpoint {ckpt}/{N // 2} is unreadable (')
+  assert reports[1].endswith('; no earlier checkpoint is left.')
+  assert 'Event loop' not in out + err and 'Traceback' not in out + err
+  assert f'all 2 checkpoint(s) in {ckpt} were unreadable' in str(e.value)
+  assert len(os.listdir(os.path.join(workdir, 'unreadable_checkpoints'))) == 2

@@ -17,6 +17,7 @@ from typing import Any, Dict, Iterator
 import numpy as np
 
 MODES = ('official', 'epoch')
+_FAILED = object()  # Queue marker: the producer raised; the item is the error.
 
 
 class BatchIterator:
@@ -30,6 +31,9 @@ class BatchIterator:
     if patches.ndim != 4 or patches.shape[1] != 2 or len(patches) != len(labels):
       raise ValueError(f'expected patches (N, 2, H, W) and labels (N,), found '
                        f'{patches.shape} and {np.shape(labels)}')
+    if not isinstance(global_batch_size, (int, np.integer)) or global_batch_size < 1:
+      raise ValueError(f'global_batch_size must be a positive integer, found '
+                       f'{global_batch_size!r}')
     if global_batch_size % process_count:
       raise ValueError(f'global_batch_size {global_batch_size} is not divisible by '
                        f'process_count {process_count}')
@@ -100,7 +104,7 @@ class BatchIterator:
     else:
       if self._thread is None:
         self._start_prefetch()
-      position, out = self._queue.get()
+      position, out = self._get()
       assert position == (self._epoch, self._step), (position, self._epoch, self._step)
     self._epoch, self._step = self._advance(self._epoch, self._step)
     return out
@@ -111,20 +115,40 @@ class BatchIterator:
     self._stop = threading.Event()
     stop, q, start = self._stop, self._queue, (self._epoch, self._step)
 
+    def put(item):
+      while not stop.is_set():
+        try:
+          q.put(item, timeout=0.1)
+          return
+        except queue.Full:
+          continue
+
     def produce():
       epoch, step = start
-      while not stop.is_set():
-        item = ((epoch, step), self.batch(epoch, step))
+      try:
         while not stop.is_set():
-          try:
-            q.put(item, timeout=0.1)
-            break
-          except queue.Full:
-            continue
-        epoch, step = self._advance(epoch, step)
+          put(((epoch, step), self.batch(epoch, step)))
+          epoch, step = self._advance(epoch, step)
+      except BaseException as e:  # pylint: disable=broad-except
+        put((_FAILED, e))  # Re-raised by __next__ in the consuming thread.
 
     self._thread = threading.Thread(target=produce, daemon=True, name='BatchIterator')
     self._thread.start()
+
+  def _get(self):
+    """The next prefetched item; re-raises the producer thread's exception."""
+    while True:
+      try:
+        position, out = self._queue.get(timeout=1.0)
+      except queue.Empty:
+        if not self._thread.is_alive():  # Died without a word: never hang.
+          raise RuntimeError('BatchIterator: the prefetch thread stopped.') from None
+        continue
+      if position is _FAILED:
+        self._thread.join()
+        self._thread = None
+        raise out
+      return position, out
 
   def _stop_prefetch(self):
     if self._thread is not None:
