@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from absl import app, flags, logging
 import numpy as np
 
-from rrl_jax import checkpoint
+from rrl_jax import checkpoint, keras_import
 from rrl_jax.models import RRLNet, model_config
 
 KerasLayers = Dict[str, Dict[str, np.ndarray]]
@@ -31,8 +31,7 @@ _GATES = ('channel', 'height', 'width')
 _FIL_PARTS = ('value_a', 'gate_a', 'value_b', 'gate_b')
 
 
-class ConversionError(ValueError):
-  """The Keras file does not hold the official RRL-Net's layers."""
+ConversionError = keras_import.ConversionError
 
 
 def _branch_paths(side: str, inference_only: bool) -> Dict[str, List[Path]]:
@@ -88,33 +87,12 @@ def _parse(name: str) -> Tuple[str, str, int]:
   return m.group('type'), 'b' if branch_b else 'a_or_shared', num
 
 
-def _weight_key(name: str) -> str:
-  """'conv2d_10/kernel:0' -> 'kernel'."""
-  return name.split('/')[-1].split(':')[0]
+_weight_key = keras_import.weight_key
 
 
 def _assign(variables: Dict[str, Any], ktype: str, path: Path,
             weights: Mapping[str, np.ndarray], layer: str) -> None:
-  def put(collection, leaf, value):
-    node = variables.setdefault(collection, {})
-    for p in path:
-      node = node.setdefault(p, {})
-    node[leaf] = np.asarray(value, np.float32)
-
-  need = (('gamma', 'beta', 'moving_mean', 'moving_variance')
-          if ktype == 'batch_normalization' else ('kernel', 'bias'))
-  missing = [w for w in need if w not in weights]
-  if missing:
-    raise ConversionError(f'Keras layer {layer!r}: missing weights {missing} '
-                          f'(has {sorted(weights)}).')
-  if ktype == 'batch_normalization':
-    put('params', 'scale', weights['gamma'])
-    put('params', 'bias', weights['beta'])
-    put('batch_stats', 'mean', weights['moving_mean'])
-    put('batch_stats', 'var', weights['moving_variance'])
-  else:
-    put('params', 'kernel', weights['kernel'])
-    put('params', 'bias', weights['bias'])
+  keras_import.assign_layer(variables, ktype, path, weights, layer)
 
 
 def _expected_shapes(inference_only: bool) -> Dict[str, Any]:
