@@ -79,10 +79,17 @@ def rule_weight(index: int, kind: str, shape, kernel_scale: float = 1.0,
 
 
 def load_outputs(model_dir: str, alt: bool) -> Dict[str, np.ndarray]:
-  """outputs_alt.npz (alt) or outputs.npz as a dict."""
+  """outputs_alt.npz (alt) or outputs.npz as a dict.
+
+  The alt file holds no inputs (they are outputs.npz's): x_a, x_b are added.
+  """
   name = 'outputs_alt.npz' if alt else 'outputs.npz'
   with np.load(os.path.join(require_fixtures(model_dir), name)) as z:
-    return dict(z)
+    out = dict(z)
+  if alt and 'x_a' not in out:
+    with np.load(os.path.join(FIXTURES, model_dir, 'outputs.npz')) as z:
+      out.update({k: z[k] for k in z.files if k.startswith('x_')})
+  return out
 
 
 def rule_settings(model_dir: str, alt: bool) -> Tuple[bool, Dict[int, float]]:
