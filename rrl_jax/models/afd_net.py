@@ -78,10 +78,10 @@ class FeatureNet(nn.Module):
       if i == 0:
         taps.append(x)
       x = ConvBNReLU(width, 2, self.dtype, name=f'cbr{2 * i + 2}')(x, train)
-      self.sow('intermediates', f'cbr{2 * i + 2}', x)
+      self.sow('intermediates', f'down{i + 1}', x)
       if i < 2:  # in1 / in2, each followed by a ReLU
         x = InstanceNorm(name=f'in{i + 1}')(x)
-        self.sow('intermediates', f'in{i + 1}', x)
+        self.sow('intermediates', f'norm{i + 1}', x)
         x = nn.relu(x)
       taps.append(x)
     for k, tap in enumerate(taps):

@@ -41,7 +41,8 @@ class ECA3(nn.Module):
     gate_h = DimensionGate(mgla_kernel_size(h), name='height')(jnp.mean(xf, (2, 3)))
     gate_w = DimensionGate(mgla_kernel_size(w), name='width')(jnp.mean(xf, (1, 3)))
     gate_c = DimensionGate(mgla_kernel_size(c), name='channel')(jnp.mean(xf, (1, 2)))
-    self.sow('intermediates', 'gate_h', gate_h)
+    for name, gate in (('gate_h', gate_h), ('gate_w', gate_w), ('gate_c', gate_c)):
+      self.sow('intermediates', name, gate)
     out = (xf * gate_h[:, :, None, None] * gate_w[:, None, :, None]
            * gate_c[:, None, None, :])
     return out.astype(self.dtype or x.dtype)
@@ -56,6 +57,7 @@ class FeatureNet(nn.Module):
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     for i, width in enumerate(self.widths):
       x = CBL(width, dtype=self.dtype, name=f'block{i + 1}_cbl1')(x, train)
+      self.sow('intermediates', f'block{i + 1}_cbl1', x)
       x = CBL(width, dtype=self.dtype, name=f'block{i + 1}_cbl2')(x, train)
       x = ECA3(dtype=self.dtype, name=f'block{i + 1}_eca')(max_pool2(x))
       self.sow('intermediates', f'block{i + 1}', x)
@@ -90,10 +92,14 @@ class EFRNet(nn.Module):
     xb = xb.astype(dtype or xb.dtype)
     f = [FeatureNet(widths, dtype, name=f'features{i + 1}')(x, train)
          for i, x in enumerate((xa, xb, xa, xb))]
+    product = f[2] * f[3]  # Multiply()([f3, f4])
+    self.sow('intermediates', 'product', product)
     sub = CBL(widths[-1], dtype=dtype, name='sub_cbl')(jnp.abs(f[0] - f[1]), train)
-    mul = CBL(widths[-1], dtype=dtype, name='mul_cbl')(f[2] * f[3], train)
+    mul = CBL(widths[-1], dtype=dtype, name='mul_cbl')(product, train)
+    # Concatenate([sub, mul]): the difference branch comes first.
     cat = CBL(2 * widths[-1], dtype=dtype, name='cat_cbl')(
         jnp.concatenate([sub, mul], -1), train)
+    self.sow('intermediates', 'cat', cat)
     outputs = {'cat': MatchHead(self.head_hidden, dtype, name='cat_head')(cat)}
     if score_only:
       return outputs['cat']
