@@ -57,10 +57,10 @@ class FeatureNet(nn.Module):
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     for i, width in enumerate(self.widths):
       x = CBL(width, dtype=self.dtype, name=f'block{i + 1}_cbl1')(x, train)
-      self.sow('intermediates', f'block{i + 1}_cbl1', x)
+      self.sow('intermediates', f'cbl1_out{i + 1}', x)
       x = CBL(width, dtype=self.dtype, name=f'block{i + 1}_cbl2')(x, train)
       x = ECA3(dtype=self.dtype, name=f'block{i + 1}_eca')(max_pool2(x))
-      self.sow('intermediates', f'block{i + 1}', x)
+      self.sow('intermediates', f'gated{i + 1}', x)
     return x
 
 
