@@ -2,6 +2,7 @@ r"""Parameter table per component, for the training tree and the inference subtr
 
   python -m rrl_jax.summary [--model=rrl_net|scfdm|afd_net|mfd_net|efr_net|fil_net]
       [--json] [--widths=16,32,64,128,256] [--set=field=JSON ...]
+  python -m rrl_jax.summary --model=rrl_net:no_ae   # an ablation (models/variants.py)
 
 Works for every registered network (rrl_jax.models.MODELS); counts come from
 jax.eval_shape (no compile). The inference subtree is what the match score
@@ -15,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from rrl_jax import pruning
-from rrl_jax.models import MODELS, get_model, model_config
+from rrl_jax.models import MODELS, get_model, model_config, variants
 
 # Descriptions of RRL-Net's components; other networks' top-level modules are
 # listed under their own names.
@@ -107,7 +108,9 @@ def main(argv: Sequence[str]) -> None:
   del argv
   kwargs = model_kwargs(FLAGS.widths, FLAGS.set)
   try:
-    model = get_model(FLAGS.model, **kwargs)
+    name, variant_kwargs = variants.resolve(FLAGS.model)
+    kwargs = {**variant_kwargs, **kwargs}
+    model = get_model(name, **kwargs)
     summary = summarize(model)
   except (TypeError, ValueError) as e:
     raise app.UsageError(f'--model={FLAGS.model} {kwargs or ""}: {e}') from None
@@ -115,7 +118,8 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == '__main__':
-  flags.DEFINE_string('model', 'rrl_net', f'Network: one of {sorted(MODELS)}.')
+  flags.DEFINE_string('model', 'rrl_net', f'Network: one of {sorted(MODELS)}, '
+                      'or rrl_net:ABLATION (rrl_jax/models/variants.py).')
   flags.DEFINE_bool('json', False, 'Print JSON instead of a table.')
   flags.DEFINE_list('widths', None, 'Widths (default: the official model).')
   flags.DEFINE_multi_string('set', [], 'Model field=JSON value, e.g. --set=mgla=false.')

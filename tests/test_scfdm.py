@@ -127,6 +127,15 @@ def test_tower_sees_across_the_seam():
   np.testing.assert_array_equal(np.asarray(tower[:, :, 0]), np.asarray(tower_aa[:, :, 0]))
 
 
+def test_a_shorter_tower_keeps_its_pools():
+  model = SCFDM(widths=(4, 8, 8, 16), head_hidden=(16,))
+  x = jnp.zeros((2, 64, 64, 1))
+  v = model.init(jax.random.PRNGKey(0), x, x)
+  _, inter = model.apply(v, x, x, mutable=['intermediates'])
+  assert inter['intermediates']['tower'][0].shape == (2, 8, 16, 16)  # pools after 1, 2, 4
+  assert v['params']['dense1']['kernel'].shape == (8 * 8 * 16, 16)
+
+
 def test_bad_input_is_one_clear_error():
   with pytest.raises(ValueError, match=r'input xb: expected shape \(N, 64, 64, 1\)'):
     SCFDM(**SMALL).init(jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 1)),

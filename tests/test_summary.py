@@ -84,3 +84,16 @@ def test_cli_json_for_another_network_and_a_bad_name():
                        capture_output=True, text=True, env=env, cwd=REPO)
   assert bad.returncode != 0 and 'Unknown model' in bad.stderr
   assert 'Traceback' not in bad.stderr
+
+
+def test_cli_prints_an_ablation_variant():
+  env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS='cpu')
+  done = subprocess.run([sys.executable, '-m', 'rrl_jax.summary', '--model=rrl_net:no_ae',
+                         '--json'], capture_output=True, text=True, env=env, cwd=REPO)
+  assert done.returncode == 0, done.stderr[-2000:]
+  data = json.loads(done.stdout)
+  assert data['model']['autoencoder'] is False
+  assert not any(r['component'].startswith('decoder') for r in data['components'])
+  # The decoders are not on the score path: the inference subtree is unchanged.
+  assert data['inference'] == {'trainable': 9_394_105, 'non_trainable': 9_920}
+  assert data['training']['trainable'] < 12_816_740

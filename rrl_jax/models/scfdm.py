@@ -51,7 +51,9 @@ class SCFDM(nn.Module):
   """Siamese-free cross-spectral feature difference model (official SCFDM).
 
   Attributes:
-    widths: filters of the six tower convs (official 64, 128, 256, 256, 256, 256).
+    widths: filters of the tower convs (official six: 64, 128, 256, 256, 256,
+      256); a shorter list (reduced test models) keeps the pools of the
+      convs it has.
     head_hidden: hidden units of the softmax head's ReLU Dense layers.
     patch_size: input patch side.
     dtype: computation dtype (parameters stay float32).
@@ -69,9 +71,8 @@ class SCFDM(nn.Module):
                score_only: bool = False):
     check_patches(xa, 'xa', self.patch_size)
     check_patches(xb, 'xb', self.patch_size)
-    if len(self.widths) != 6:
-      raise ValueError(f'SCFDM: widths must list the 6 tower convs, got '
-                       f'{tuple(self.widths)}.')
+    if not self.widths:
+      raise ValueError('SCFDM: widths must list the tower convs (official 6).')
     dtype = self.dtype
     x = jnp.concatenate([xa, xb], axis=2).astype(dtype or xa.dtype)  # N,P,2P,1
     for i, width in enumerate(self.widths, 1):
