@@ -35,6 +35,24 @@ def test_keras_layer_graph_matches_fixture():
   assert fil_net.keras_layer_classes(MODEL) == want
 
 
+@pytest.mark.parametrize('swap', [False, True])
+def test_keras_graph_orders_by_depth_then_discovery(swap):
+  """Keras model.layers order: deepest first; ties by depth-first discovery
+  from the outputs, inputs in call order (here: the concatenation order)."""
+  g = fil_net.KerasGraph()
+  i = g.add('InputLayer')
+  a = g.add('Conv2D', i, path=('a',))
+  b1 = g.add('BatchNormalization', a, path=('b1',))
+  b2 = g.add('ReLU', b1)
+  c = g.add('Dense', a, path=('c',))
+  cat = g.add('Concatenate', *((c, b2) if swap else (b2, c)))
+  out = g.add('Dense', cat, path=('out',))
+  middle = [c, b2] if swap else [b2, c]
+  assert g.layer_order([out]) == [i, a, b1] + middle + [cat, out]
+  assert g.plan([out]) == {'conv2d': [('a',)], 'batch_normalization': [('b1',)],
+                           'dense': [('c',), ('out',)]}
+
+
 @pytest.fixture(scope='module', params=[True, False], ids=['alt', 'spec'])
 def run(request):
   """(fixture outputs, variables, inference outputs + intermediates, training outputs)."""
