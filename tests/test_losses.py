@@ -165,7 +165,11 @@ def test_bce_on_probability_matches_keras():
   p = np.array([0.0, 0.2, 0.5, 0.9, 1.0], np.float32)
   y = np.array([1, 0, 1, 1, 0], np.float32)
   got = float(losses.bce_on_probability(jnp.asarray(p), jnp.asarray(y)))
-  np.testing.assert_allclose(got, keras22_bce(p, y), rtol=1e-5)
+  # Keras clips in float32: 1 - 1e-7 is 1 - 2**-23 there.
+  clipped = np.clip(p, np.float32(1e-7), np.float32(1 - 1e-7))
+  np.testing.assert_allclose(got, keras22_bce(clipped, y), rtol=1e-5)
+  np.testing.assert_allclose(got, keras22_bce(p[1:4], y[1:4]) * 3 / 5 + (
+      -np.log(1e-7) - np.log(2.0 ** -23)) / 5, rtol=1e-5)
 
 
 def test_objective_terms_per_network():

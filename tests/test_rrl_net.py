@@ -111,8 +111,9 @@ def test_ablation_removes_its_component_only(ablation, gone, outputs_gone):
   variables = model.init(jax.random.PRNGKey(0), x, x, train=True)
   out = model.apply(variables, x, x)
   assert tuple(out) == model.output_names
-  # Every remaining submodule keeps its shapes.
-  for name in params:
+  # Every remaining submodule keeps its shapes (without FIL the metric
+  # network reads c_i instead of 2 c_i channels: tested below).
+  for name in set(params) - ({'metric'} if ablation == 'no_fil' else set()):
     assert (jax.tree_util.tree_map(lambda a: a.shape, params[name])
             == jax.tree_util.tree_map(lambda a: a.shape, base[name])), name
 
@@ -125,12 +126,16 @@ def test_no_fil_feeds_abs_differences_to_the_metric_network():
   assert k[2] == model.widths[0] == base['metric']['stage1']['cbl1']['conv']['kernel'].shape[2] // 2
   x = jnp.full((2, 64, 64, 1), 0.5)
   variables = model.init(jax.random.PRNGKey(0), x, x)
-  # Identical inputs: |fA - fB| = 0 at every stage, so the score cannot depend
-  # on the (identical) patch content.
+  # With branch B's encoder a copy of A's and identical inputs, |fA - fB| = 0
+  # at every stage, so the score cannot depend on the (identical) patches.
+  variables = {c: dict(v, encoder_b=v['encoder_a']) for c, v in variables.items()}
   y = jnp.full((2, 64, 64, 1), 0.9)
   a = model.apply(variables, x, x, score_only=True)
   b = model.apply(variables, y, y, score_only=True)
   np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6)
+  z = jnp.asarray(np.random.default_rng(3).uniform(size=(2, 64, 64, 1)), jnp.float32)
+  assert not np.allclose(np.asarray(model.apply(variables, x, z, score_only=True)),
+                         np.asarray(a), rtol=1e-4)
   with pytest.raises(ValueError, match='module_heads'):
     RRLNet(**SMALL_MODEL, fil=False).init(jax.random.PRNGKey(0), x, x)
 

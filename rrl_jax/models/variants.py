@@ -33,9 +33,11 @@ OPTIMIZERS = {'scfdm': 'keras_nadam', 'afd_net': 'keras_nadam',
 # Small widths (a few thousand to ~100k parameters): seconds per CPU step.
 REDUCED_KWARGS: Dict[str, Dict[str, Any]] = {
     'rrl_net': {'widths': (4, 8, 8, 16, 16), 'head_hidden': (16, 8)},
-    'scfdm': {'widths': (4, 8, 8, 16), 'head_hidden': (16,)},
+    'scfdm': {'widths': (4, 8, 8, 8, 8, 8), 'head_hidden': (16, 8)},
     'afd_net': {'widths': (4, 8, 8, 16), 'head_hidden': (16, 8)},
-    'mfd_net': {'widths': (4, 8, 8, 16), 'head_hidden': (16, 8)},
+    'mfd_net': {'feature_widths': (4, 4, 8, 8, 8),
+                'diff_widths': (4, 8, 8, 8, 8, 8), 'fuse_width': 8,
+                'head_hidden': (16, 8)},
     'efr_net': {'widths': (4, 8, 8, 16), 'head_hidden': (16, 8)},
     'fil_net': {'widths': (4, 4, 8, 8, 16), 'metric_widths': (8, 16, 16, 32, 32),
                 'head_hidden': (16, 8)},
