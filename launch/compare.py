@@ -200,6 +200,12 @@ def write_markdown(table: Dict[str, Any], path: str) -> None:
                 str(r['selected_step'])]
              + ([_fmt(r['published_fpr95'])] if has_pub else []))
     lines.append('| ' + ' | '.join(cells) + ' |')
+  if b['dataset'] == 'vis_nir' and set(splits) <= set(PUBLISHED_RRL_VIS_NIR):
+    cells = (['RRL-Net, published', '-', '-']
+             + [_fmt(PUBLISHED_RRL_VIS_NIR[s]) for s in splits]
+             + [_fmt(PUBLISHED['rrl_net']['vis_nir']), '-', '-']
+             + ([_fmt(PUBLISHED['rrl_net']['vis_nir'])] if has_pub else []))
+    lines.append('| ' + ' | '.join(cells) + ' |')
   lines.append('')
   if has_pub:
     lines.append(f'Published: {table["published_source"]}.')
