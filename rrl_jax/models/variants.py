@@ -27,8 +27,8 @@ RRL_ABLATIONS: Dict[str, Dict[str, Any]] = {
 
 # The official training script's optimizer per network (all at lr 2e-4).
 # 'adam' is optax.adam with epsilon 1e-7; Keras 2.2's Adam adds epsilon before
-# the bias correction (an effective epsilon of 1e-7 / sqrt(1 - beta_2**t)),
-# which differs only while the second moments are tiny (the first steps).
+# the bias correction (an effective epsilon of 1e-7 / sqrt(1 - beta_2**t),
+# tending to 1e-7), which matters only for near-zero gradients early in training.
 OPTIMIZERS = {'scfdm': 'keras_nadam', 'afd_net': 'keras_nadam',
               'mfd_net': 'adam', 'efr_net': 'adam', 'fil_net': 'keras_nadam',
               'rrl_net': 'keras_nadam'}
