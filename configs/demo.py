@@ -28,6 +28,5 @@ def get_config(arg: str = ''):
   c.checkpoint_every = 100
   c.log_every = 25
   c.eval_batch_size = 100
-  if arg == 'test':
-    default.apply_test_overrides(c)
+  default.apply_arg(c, arg)
   return c

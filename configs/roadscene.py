@@ -16,6 +16,5 @@ def get_config(arg: str = ''):
   c.dataset.test_splits = ('test',)
   default.apply_paper_protocol(c)
   c.checkpoint_every = 500
-  if arg == 'test':
-    default.apply_test_overrides(c)
+  default.apply_arg(c, arg)
   return c

@@ -18,6 +18,5 @@ def get_config(arg: str = ''):
   c.dataset.val_fraction = 0.05
   default.apply_paper_protocol(c)
   c.checkpoint_every = 500
-  if arg == 'test':
-    default.apply_test_overrides(c)
+  default.apply_arg(c, arg)
   return c

@@ -1,7 +1,9 @@
-"""Tiny config for tests and smoke runs (seconds): default.py:test."""
+"""Tiny config for tests and smoke runs (seconds): default.py:test.
+
+Takes a model like every config: --config=configs/test.py:fil_net.
+"""
 from configs import default
 
 
 def get_config(arg: str = ''):
-  del arg
-  return default.get_config('test')
+  return default.get_config(','.join(filter(None, [arg, 'test'])))

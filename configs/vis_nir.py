@@ -22,6 +22,5 @@ def get_config(arg: str = ''):
   c.dataset.paper_selection_split = 'val'
   c.dataset.selection_slice_size = 10000
   default.apply_paper_protocol(c)
-  if arg == 'test':
-    default.apply_test_overrides(c)
+  default.apply_arg(c, arg)
   return c

@@ -1,6 +1,7 @@
-"""Benchmark harness for RRL-Net (issue 6): train step, inference, MLPP, pipeline.
+"""Benchmark harness: train step, inference, MLPP, pipeline (RRL-Net by default).
 
   python -m launch.bench                                   # everything, defaults
+  python -m launch.bench --model=fil_net --parts=train,infer   # any network/variant
   python -m launch.bench --parts=train,infer --repeats=5 --out=bench.json
   python -m launch.bench --parts=infer --infer_batch_sizes=256,512 --dtypes=bfloat16
 
@@ -8,12 +9,13 @@ Parts (--parts, comma separated):
   peak      large matmul (--peak_n) in float32 and bfloat16: the device's
             measured FLOP/s ceiling that every other row is compared against.
   train     the jitted train step of rrl_jax.train (state donated; forward in
-            train mode, 6 BCE + 2 reconstruction losses, gradients, Keras Nadam,
-            BatchNorm statistics) at --train_batch_sizes; --recon_loss=mse
-            (default, the issue's reference workload) or perceptual.
+            train mode, the model's official objective (RRL-Net: 6 BCE + 2
+            reconstruction losses), gradients, its optimizer, BatchNorm
+            statistics) at --train_batch_sizes; --recon_loss=mse (default, the
+            issue's reference workload) or perceptual.
   infer     MLPP inference: the pruned subtree, score_only=True (the deployed
             match logit) at --infer_batch_sizes.
-  full      the full model in inference mode returning all 8 outputs (so jit
+  full      the full model in inference mode returning all outputs (so jit
             cannot drop the unused heads): the "before MLPP" comparison.
   pipeline  pairs/s of rrl_jax.data.pipeline.BatchIterator (launch.bench_pipeline).
 
@@ -48,7 +50,7 @@ import numpy as np
 
 from rrl_jax import pruning
 from rrl_jax import xla_cpu as perf
-from rrl_jax.models import RRLNet
+from rrl_jax.models import RRLNet, variants
 
 PARTS = ('peak', 'train', 'infer', 'full', 'pipeline')
 
@@ -184,11 +186,21 @@ def init_variables(model: RRLNet, seed: int = 0):
   return jax.jit(lambda k: model.init(k, x, x, train=True))(jax.random.key(seed))
 
 
-def build_model(args, dtype: str) -> RRLNet:
-  kw = dict(widths=tuple(args.widths), head_hidden=tuple(args.head_hidden))
+def architecture_overrides(args) -> Dict[str, Any]:
+  """--widths / --head_hidden when given (else the model's defaults)."""
+  kw = {}
+  if args.widths:
+    kw['widths'] = tuple(args.widths)
+  if args.head_hidden:
+    kw['head_hidden'] = tuple(args.head_hidden)
+  return kw
+
+
+def build_model(args, dtype: str):
+  kw = architecture_overrides(args)
   if dtype == 'bfloat16':
     kw['dtype'] = jnp.bfloat16
-  return RRLNet(**kw)
+  return variants.build(args.model, **kw)
 
 
 def measure_compiled(lowered_fn, call, batch: int, args, devices,
@@ -233,13 +245,14 @@ def bench_infer(args, dtype: str, which: str, batch: int, full: bool):
   row = measure_compiled(
       lambda: jitted.lower(variables, xa, xb).compile(),
       lambda c: c(variables, xa, xb), batch, args, mesh.devices.flat,
-      dict(part='full' if full else 'infer', dtype=dtype, devices=which,
+      dict(part='full' if full else 'infer', model=args.model, dtype=dtype,
+           devices=which,
            num_devices=mesh.size,
            params=pruning.count_parameters(variables['params'])))
   return row
 
 
-def _own_train_step(model, tx, recon_loss):
+def _own_train_step(model, tx, recon_loss, model_name='rrl_net'):
   """Equivalent of rrl_jax.train's step, used when that module is unavailable."""
   from rrl_jax import losses  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
@@ -251,8 +264,9 @@ def _own_train_step(model, tx, recon_loss):
     def loss_fn(p):
       outputs, new_vars = model.apply({'params': p, 'batch_stats': batch_stats},
                                       xa, xb, train=True, mutable=['batch_stats'])
-      terms = losses.loss_terms(outputs, labels, xa, xb, recon_loss)
-      return losses.weighted_total(terms, {}), new_vars['batch_stats']
+      terms = losses.objective_terms(model_name, outputs, labels, xa, xb,
+                                     recon_loss)
+      return losses.objective_total(model_name, terms, {}), new_vars['batch_stats']
 
     (total, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
@@ -267,7 +281,10 @@ def bench_train(args, dtype: str, which: str, batch: int):
   mesh = make_mesh(which)
   if batch % mesh.size:
     return None
-  tx = optim.make_optimizer(optim.default_optimizer_config())
+  from configs import default as default_config  # pylint: disable=g-import-not-at-top
+  opt_cfg = optim.default_optimizer_config()
+  opt_cfg.name = variants.OPTIMIZERS[variants.resolve(args.model)[0]]
+  tx = optim.make_optimizer(opt_cfg)
   vgg = None
   if args.recon_loss == 'perceptual':
     from rrl_jax import vgg19  # pylint: disable=g-import-not-at-top
@@ -279,10 +296,8 @@ def bench_train(args, dtype: str, which: str, batch: int):
   extra_args = ()
   try:
     from rrl_jax import train as train_lib  # pylint: disable=g-import-not-at-top
-    from configs import default as default_config  # pylint: disable=g-import-not-at-top
-    config = default_config.get_config()
-    config.model.widths = tuple(args.widths)
-    config.model.head_hidden = tuple(args.head_hidden)
+    config = default_config.get_config(args.model)
+    config.model.update(architecture_overrides(args))
     config.dtype = dtype
     config.batch_size = batch
     config.recon_loss = args.recon_loss
@@ -302,7 +317,7 @@ def bench_train(args, dtype: str, which: str, batch: int):
     variables = init_variables(model)
     state = replicate(mesh, (variables['params'], variables['batch_stats'],
                              tx.init(variables['params'])))
-    step = _own_train_step(model, tx, recon_loss)
+    step = _own_train_step(model, tx, recon_loss, variants.resolve(args.model)[0])
     sa, sb, sl = shard_batch(mesh, xa, xb, labels)
     batch_arrays = {'xa': sa, 'xb': sb, 'label': sl}
     extra_args = ()
@@ -317,7 +332,8 @@ def bench_train(args, dtype: str, which: str, batch: int):
       lambda: step.lower(holder['state'], batch_arrays, *extra_args).compile(),
       call, batch,
       args, mesh.devices.flat,
-      dict(part='train', dtype=dtype, devices=which, num_devices=mesh.size,
+      dict(part='train', model=args.model, dtype=dtype, devices=which,
+           num_devices=mesh.size,
            recon_loss=args.recon_loss, augment=bool(args.augment), step=source))
   row['step_s'] = row['median_s']
   return row
@@ -425,8 +441,12 @@ def parse_args(argv=None):
       '~/.keras/models/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5'))
   p.add_argument('--augment', type=int, default=0,
                  help='1: include on-device augmentation in the train step')
-  p.add_argument('--widths', type=ints, default=[16, 32, 64, 128, 256])
-  p.add_argument('--head_hidden', type=ints, default=[512, 256])
+  p.add_argument('--model', default='rrl_net',
+                 help='network or variant: ' + ', '.join(variants.all_variants()))
+  p.add_argument('--widths', type=ints, default=None,
+                 help="default: the model's own (RRL-Net 16,32,64,128,256)")
+  p.add_argument('--head_hidden', type=ints, default=None,
+                 help="default: the model's own (512,256)")
   p.add_argument('--peak_n', type=int, default=2048)
   p.add_argument('--pipeline_examples', type=int, default=20_000)
   p.add_argument('--pipeline_batches', type=int, default=500)
@@ -440,6 +460,10 @@ def parse_args(argv=None):
   unknown = sorted(set(args.parts) - set(PARTS))
   if unknown:
     p.error(f'unknown --parts {unknown}; known: {PARTS}')
+  try:
+    variants.resolve(args.model)
+  except ValueError as e:
+    p.error(str(e))
   if args.full_batch_sizes is None:
     args.full_batch_sizes = args.infer_batch_sizes[:1]
   return args

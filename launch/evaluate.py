@@ -87,7 +87,7 @@ def run(checkpoint_dir: str, out: str, dataset: Optional[str] = None,
   protocol = protocol or (config.get('protocol') if config else None) or 'clean'
 
   variables, meta = checkpoint.load_variables(checkpoint_dir, step)
-  model = model_from_config(meta.get('model') or {})
+  model = model_from_config(meta.get('model') or {}, name=meta.get('model_name'))
   if split_data is None:
     from rrl_jax import data  # pylint: disable=g-import-not-at-top
     kwargs = dict(data_kwargs, data_dir=data_dir, manual_dir=manual_dir)

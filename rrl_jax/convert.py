@@ -1,6 +1,6 @@
-r"""Import official Keras RRL-Net weights into an rrl_jax checkpoint.
+r"""Import official Keras weights into an rrl_jax checkpoint.
 
-  python -m rrl_jax.convert --keras_h5=match_model_best.hdf5 --out=DIR
+  python -m rrl_jax.convert [--model=rrl_net] --keras_h5=match_model_best.hdf5 --out=DIR
 
 Reads `model.save_weights` files, full `model.save` files (weights under
 `model_weights/`, optimizer state ignored) and the inference-only test model
@@ -8,6 +8,13 @@ Reads `model.save_weights` files, full `model.save` files (weights under
 each layer type and branch (fixtures/keras_rrl/README.md), never by their exact
 numeric names, so Keras 2.2 (`conv2d_1`...) and tf_keras (`conv2d`...) files
 both work. Branch B layers carry the suffix `_<n>_2` on the layer name.
+
+The five comparison networks (`--model=scfdm|afd_net|mfd_net|efr_net|fil_net`)
+are read from the `match_model_best.hdf5` the official train_model.py saves
+(model.save, or save_weights): their layers are matched by type and
+`model.layers` order (the file's layer_names order) through each network's
+`keras_layer_plan` (rrl_jax/keras_import.py), since the official code renames
+branch copies and their numeric names do not give the creation order.
 """
 import os
 import re
@@ -19,7 +26,8 @@ import numpy as np
 
 from rrl_jax import checkpoint
 from rrl_jax import cli
-from rrl_jax.models import RRLNet, model_config
+from rrl_jax import keras_import
+from rrl_jax.models import RRLNet, get_model, model_config, model_name
 
 KerasLayers = Dict[str, Dict[str, np.ndarray]]
 Path = Tuple[str, ...]
@@ -34,8 +42,7 @@ _GATES = ('channel', 'height', 'width')
 _FIL_PARTS = ('value_a', 'gate_a', 'value_b', 'gate_b')
 
 
-class ConversionError(ValueError):
-  """The Keras file does not hold the official RRL-Net's layers."""
+ConversionError = keras_import.ConversionError
 
 
 def _branch_paths(side: str, inference_only: bool) -> Dict[str, List[Path]]:
@@ -91,33 +98,12 @@ def _parse(name: str) -> Tuple[str, str, int]:
   return m.group('type'), 'b' if branch_b else 'a_or_shared', num
 
 
-def _weight_key(name: str) -> str:
-  """'conv2d_10/kernel:0' -> 'kernel'."""
-  return name.split('/')[-1].split(':')[0]
+_weight_key = keras_import.weight_key
 
 
 def _assign(variables: Dict[str, Any], ktype: str, path: Path,
             weights: Mapping[str, np.ndarray], layer: str) -> None:
-  def put(collection, leaf, value):
-    node = variables.setdefault(collection, {})
-    for p in path:
-      node = node.setdefault(p, {})
-    node[leaf] = np.asarray(value, np.float32)
-
-  need = (('gamma', 'beta', 'moving_mean', 'moving_variance')
-          if ktype == 'batch_normalization' else ('kernel', 'bias'))
-  missing = [w for w in need if w not in weights]
-  if missing:
-    raise ConversionError(f'Keras layer {layer!r}: missing weights {missing} '
-                          f'(has {sorted(weights)}).')
-  if ktype == 'batch_normalization':
-    put('params', 'scale', weights['gamma'])
-    put('params', 'bias', weights['beta'])
-    put('batch_stats', 'mean', weights['moving_mean'])
-    put('batch_stats', 'var', weights['moving_variance'])
-  else:
-    put('params', 'kernel', weights['kernel'])
-    put('params', 'bias', weights['bias'])
+  keras_import.assign_layer(variables, ktype, path, weights, layer)
 
 
 def _expected_shapes(inference_only: bool) -> Dict[str, Any]:
@@ -252,11 +238,42 @@ def read_keras_h5(path: str) -> Tuple[KerasLayers, Dict[str, Any]]:
   return layers, info
 
 
-def convert_keras_h5(path: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+def zoo_variables(layers: KerasLayers, model, source: str = 'Keras weights'
+                  ) -> Dict[str, Any]:
+  """{keras layer: {weight: array}} (model.layers order) -> `model`'s variables."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  name = model_name(model)
+  plan_fn = getattr(importlib.import_module(type(model).__module__),
+                    'keras_layer_plan', None)
+  if plan_fn is None:
+    raise ConversionError(f'--model={name}: {type(model).__module__} has no '
+                          'keras_layer_plan.')
+  p = getattr(model, 'patch_size', 64)
+  x = jax.ShapeDtypeStruct((1, p, p, 1), jnp.float32)
+  template = jax.eval_shape(lambda a, b: model.init(jax.random.PRNGKey(0), a, b), x, x)
+  return keras_import.layers_to_variables(plan_fn(model), layers, dict(template),
+                                          source=f'{source} (as {name})')
+
+
+def convert_keras_h5(path: str, name: str = 'rrl_net', **model_kwargs
+                     ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
   """Keras HDF5 -> (variables, meta) ready for checkpoint.save_variables."""
+  try:
+    model = get_model(name, **model_kwargs)
+  except (TypeError, ValueError) as e:
+    raise ConversionError(f'--model={name}: {e}') from None
   layers, info = read_keras_h5(path)
-  variables, inference_only = variables_from_keras_layers(layers, source=path)
-  meta = {'model': model_config(RRLNet()), 'inference_only': inference_only,
+  if name == 'rrl_net':
+    if model_kwargs:
+      raise ConversionError(f'{path}: official RRL-Net files hold the paper model; '
+                            f'got model arguments {model_kwargs}.')
+    variables, inference_only = variables_from_keras_layers(layers, source=path)
+  else:
+    variables, inference_only = zoo_variables(layers, model, path), False
+  meta = {'model': model_config(model), 'model_name': name,
+          'inference_only': inference_only,
           'source': dict(info, keras_h5=path,
                          kind='inference' if inference_only else 'train')}
   return variables, meta
@@ -293,7 +310,7 @@ def main(argv: Sequence[str]) -> None:
   cli.quiet_logging()  # Orbax logs every file at INFO.
   try:
     check_output_dir(FLAGS.out)
-    variables, meta = convert_keras_h5(FLAGS.keras_h5)
+    variables, meta = convert_keras_h5(FLAGS.keras_h5, FLAGS.model)
     step_dir = checkpoint.save_variables(FLAGS.out, variables, meta)
   except (ConversionError, checkpoint.CheckpointError) as e:
     sys.exit(f'rrl_jax.convert: error: {e}')
@@ -305,6 +322,8 @@ def main(argv: Sequence[str]) -> None:
 
 
 def run(argv: Optional[Sequence[str]] = None) -> None:
+  flags.DEFINE_string('model', 'rrl_net', 'Network the file holds: rrl_net, '
+                      'scfdm, afd_net, mfd_net, efr_net or fil_net.')
   flags.DEFINE_string('keras_h5', None, 'Keras HDF5 weights (save_weights or model.save).')
   flags.DEFINE_string('out', None, 'Output checkpoint directory (new or empty).')
   flags.mark_flags_as_required(['keras_h5', 'out'])

@@ -1,7 +1,8 @@
 """Batched, data-parallel scoring with the MLPP-pruned model, and per-split metrics.
 
-Only the inference subtree (REFERENCE "MLPP": encoders, FIL, metric network, the
-last stage head) is applied. Batches are sharded over a 1-D 'data' mesh of all
+Only the inference subtree is applied (REFERENCE "MLPP": for RRL-Net the
+encoders, FIL, metric network and last stage head; for every registered network
+what `score_only=True` touches, scored as sigmoid of its logit-like output). Batches are sharded over a 1-D 'data' mesh of all
 devices with variables replicated; the last partial batch is zero-padded to the
 full batch and cut, so scores do not depend on the batch size.
 """

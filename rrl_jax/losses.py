@@ -1,8 +1,12 @@
-"""The multi-loss objective of RRL-Net (REFERENCE "Training objective").
+"""Training objectives: a dict of named weighted terms per network.
 
-Six binary cross-entropies (stage heads 3-5, module heads 3-5) on the match
-label and two reconstruction terms (branch A, B), combined as a weighted sum
-(paper: all weights 1). Every term is returned by name so it can be logged.
+RRL-Net (REFERENCE "Training objective"): six binary cross-entropies (stage
+heads 3-5, module heads 3-5) on the match label and two reconstruction terms
+(branch A, B), combined as a weighted sum (paper: all weights 1).
+The comparison networks use the official training script's objective, one term
+per model output named after it (`objective_terms`): categorical CE on softmax
+logits (N, 2), BCE on sigmoid logits (N,), and for SCFDM BCE on its cosine
+output (a probability). Every term is returned by name so it can be logged.
 """
 from typing import Any, Callable, Dict, Mapping, Optional
 
@@ -111,3 +115,111 @@ def weighted_total(terms: Mapping[str, jax.Array],
       weight = weights[name] if name in weights else 1.0
       total = total + jnp.asarray(weight, jnp.float32) * terms[name]
   return total
+
+
+# ----------------------------------------------------------------------------
+# Every network: the official training script's objective (Keras 2.2 losses,
+# loss weights 1 unless config.loss_weights says otherwise).
+
+# Keras loss per output kind: 'logits2' = softmax logits (N, 2), 'scalar' = an
+# (N,) output, 'image' = a reconstruction (N, H, W, 1).
+NETWORK_LOSSES = {
+    'rrl_net': {'scalar': 'bce_logits', 'image': 'recon'},
+    'scfdm': {'logits2': 'categorical_ce', 'scalar': 'bce_probability'},
+    'afd_net': {'logits2': 'categorical_ce'},
+    'mfd_net': {'scalar': 'bce_logits'},
+    'efr_net': {'scalar': 'bce_logits'},
+    'fil_net': {'scalar': 'bce_logits'},
+}
+
+
+def categorical_ce_with_logits(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """Keras 2.2 categorical cross-entropy of softmax(logits) vs integer labels.
+
+  Keras 2.2 clips the softmax probabilities to [1e-7, 1 - 1e-7] before the
+  log, like its BCE; here the log-probabilities get the same clip (zero
+  gradient beyond it). Averaged over the batch.
+  """
+  logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  logp = jnp.clip(logp, np.log(np.float32(_KERAS_EPSILON)),
+                  np.log(np.float32(1 - _KERAS_EPSILON)))
+  y = jnp.reshape(labels, (-1,)).astype(jnp.int32)
+  onehot = jax.nn.one_hot(y, logits.shape[-1], dtype=jnp.float32)
+  return jnp.mean(-jnp.sum(onehot * logp, axis=-1))
+
+
+def bce_on_probability(probs: jax.Array, labels: jax.Array) -> jax.Array:
+  """Keras 2.2 binary cross-entropy of an output that already is a probability.
+
+  Clip to [1e-7, 1 - 1e-7], then the cross-entropy (SCFDM's cosine output).
+  """
+  p = jnp.clip(probs.astype(jnp.float32), _KERAS_EPSILON, 1 - _KERAS_EPSILON)
+  y = jnp.reshape(labels, p.shape).astype(jnp.float32)
+  return jnp.mean(-(y * jnp.log(p) + (1 - y) * jnp.log1p(-p)))
+
+
+def output_kind(value: jax.Array) -> str:
+  if value.ndim == 1:
+    return 'scalar'
+  if value.ndim == 2 and value.shape[-1] == 2:
+    return 'logits2'
+  if value.ndim == 4:
+    return 'image'
+  return f'shape {tuple(value.shape)}'
+
+
+def objective_terms(model_name: str, outputs: Mapping[str, jax.Array],
+                    labels: jax.Array, xa: jax.Array, xb: jax.Array,
+                    recon_loss: Optional[ReconLoss] = None) -> Dict[str, jax.Array]:
+  """Named loss terms of `model_name`'s official objective, one per output.
+
+  RRL-Net (and its ablations) is `loss_terms` unchanged: terms of removed
+  heads/decoders are absent because their outputs are.
+  """
+  if model_name not in NETWORK_LOSSES:
+    raise ValueError(f'No objective for model {model_name!r}; known: '
+                     f'{sorted(NETWORK_LOSSES)}.')
+  if model_name == 'rrl_net':
+    return loss_terms(outputs, labels, xa, xb, recon_loss)
+  kinds = NETWORK_LOSSES[model_name]
+  fns = {'categorical_ce': categorical_ce_with_logits,
+         'bce_logits': bce_with_logits, 'bce_probability': bce_on_probability}
+  terms = {}
+  for name, value in outputs.items():
+    kind = output_kind(value)
+    if kind not in kinds:
+      raise ValueError(f'{model_name} output {name!r} ({kind}) has no loss in '
+                       f'its objective (kinds {sorted(kinds)}).')
+    terms[name] = fns[kinds[kind]](value, labels)
+  return terms
+
+
+def objective_total(model_name: str, terms: Mapping[str, jax.Array],
+                    weights: Mapping[str, float]) -> jax.Array:
+  """Weighted sum of `terms` (in their order; RRL-Net: `weighted_total`).
+
+  Raises ValueError for a weight naming no term (a likely typo).
+  """
+  if model_name == 'rrl_net':
+    return weighted_total(terms, weights)
+  unknown = sorted(set(weights.keys()) - set(terms))
+  if unknown:
+    raise ValueError(f'Unknown loss weight(s) {unknown} for {model_name}; its '
+                     f'terms: {list(terms)}.')
+  total = jnp.zeros((), jnp.float32)
+  for name, term in terms.items():
+    weight = weights[name] if name in weights else 1.0
+    total = total + jnp.asarray(weight, jnp.float32) * term
+  return total
+
+
+def match_margin(score: jax.Array) -> jax.Array:
+  """The score output as a logit-like value: > 0 means 'match'.
+
+  Sigmoid logits (N,) are returned as they are; softmax logits (N, 2) give
+  logit1 - logit0, so sigmoid(margin) == softmax(logits)[:, 1].
+  """
+  score = score.astype(jnp.float32)
+  if score.ndim == 2 and score.shape[-1] == 2:
+    return score[:, 1] - score[:, 0]
+  return score.reshape(-1)

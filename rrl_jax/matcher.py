@@ -129,13 +129,13 @@ class Matcher:
     variables, meta = checkpoint.load_variables(path, step)
     if not isinstance(meta.get('model'), dict):
       raise checkpoint.CheckpointError(
-          f'{path}: checkpoint meta has no "model" entry (RRLNet kwargs).')
+          f'{path}: checkpoint meta has no "model" entry (model kwargs).')
     try:
-      model = model_from_config(meta['model'])
+      model = model_from_config(meta['model'], name=meta.get('model_name'))
       pruned = pruning.inference_variables(variables, model)
     except (TypeError, ValueError) as e:
       raise checkpoint.CheckpointError(
-          f'{path}: checkpoint does not hold an RRL-Net the matcher can run '
+          f'{path}: checkpoint does not hold a model the matcher can run '
           f'({e}).') from e
     return cls(model, pruned, meta=meta, **kwargs)
 

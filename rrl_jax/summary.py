@@ -1,6 +1,12 @@
-r"""Parameter table per component, for the training tree and the MLPP subtree.
+r"""Parameter table per component, for the training tree and the inference subtree.
 
-  python -m rrl_jax.summary [--json] [--widths=16,32,64,128,256]
+  python -m rrl_jax.summary [--model=rrl_net|scfdm|afd_net|mfd_net|efr_net|fil_net]
+      [--json] [--widths=16,32,64,128,256] [--set=field=JSON ...]
+  python -m rrl_jax.summary --model=rrl_net:no_ae   # an ablation (models/variants.py)
+
+Works for every registered network (rrl_jax.models.MODELS); counts come from
+jax.eval_shape (no compile). The inference subtree is what the match score
+needs (MLPP, paper Sec. 3.5; rrl_jax.pruning).
 """
 import json
 from typing import Any, Dict, Sequence
@@ -11,32 +17,41 @@ import jax.numpy as jnp
 
 from rrl_jax import cli
 from rrl_jax import pruning
-from rrl_jax.models import RRLNet, model_config
+from rrl_jax.models import MODELS, get_model, model_config, variants
 
-COMPONENTS = (
-    ('encoder_a', 'ALFE encoder, branch A'), ('encoder_b', 'ALFE encoder, branch B'),
-    ('decoder_a', 'decoder, branch A'), ('decoder_b', 'decoder, branch B'),
-    ('fil', 'FIL (5 stages)'), ('metric', 'metric network'),
-    ('stage_head3', 'stage head 3'), ('stage_head4', 'stage head 4'),
-    ('stage_head5', 'stage head 5 (match score)'),
-    ('module_head3', 'module head 3'), ('module_head4', 'module head 4'),
-    ('module_head5', 'module head 5'))
+# Descriptions of RRL-Net's components; other networks' top-level modules are
+# listed under their own names.
+DESCRIPTIONS = {
+    'encoder_a': 'ALFE encoder, branch A', 'encoder_b': 'ALFE encoder, branch B',
+    'encoder': 'ALFE encoder, shared', 'decoder': 'decoder, shared',
+    'decoder_a': 'decoder, branch A', 'decoder_b': 'decoder, branch B',
+    'fil': 'FIL (5 stages)', 'metric': 'metric network',
+    'stage_head3': 'stage head 3', 'stage_head4': 'stage head 4',
+    'stage_head5': 'stage head 5 (match score)',
+    'module_head3': 'module head 3', 'module_head4': 'module head 4',
+    'module_head5': 'module head 5'}
+_RRL_ORDER = tuple(DESCRIPTIONS)
 
 
-def summarize(model: RRLNet) -> Dict[str, Any]:
-  """{'components': [...], 'training': totals, 'inference': totals} (shape-only, no compile)."""
-  x = jax.ShapeDtypeStruct((1, model.patch_size, model.patch_size, 1), jnp.float32)
+def summarize(model) -> Dict[str, Any]:
+  """{'model', 'components': [...], 'training', 'inference'} (shape-only)."""
+  p = getattr(model, 'patch_size', 64)
+  x = jax.ShapeDtypeStruct((1, p, p, 1), jnp.float32)
   variables = jax.eval_shape(lambda a, b: model.init(jax.random.PRNGKey(0), a, b), x, x)
+  variables = {c: variables.get(c, {}) for c in ('params', 'batch_stats')}
   pruned = pruning.inference_variables(variables, model)
+  keys = list(variables['params'])
+  keys.sort(key=lambda k: _RRL_ORDER.index(k) if k in _RRL_ORDER else len(_RRL_ORDER))
   rows = []
-  for key, label in COMPONENTS:
-    if key not in variables['params']:
-      continue
+  for key in keys:
+    trainable = pruning.count_parameters(variables['params'][key])
+    kept = pruning.count_parameters(pruned['params'].get(key, {}))
     rows.append({
-        'component': key, 'description': label,
-        'trainable': pruning.count_parameters(variables['params'][key]),
+        'component': key, 'description': DESCRIPTIONS.get(key, ''),
+        'trainable': trainable,
         'non_trainable': pruning.count_parameters(variables['batch_stats'].get(key, {})),
-        'in_inference_model': key in pruned['params']})
+        'in_inference_model': key in pruned['params'],
+        'inference_trainable': kept})
 
   def totals(tree):
     return {'trainable': pruning.count_parameters(tree['params']),
@@ -46,21 +61,45 @@ def summarize(model: RRLNet) -> Dict[str, Any]:
 
 
 def format_table(summary: Dict[str, Any]) -> str:
-  lines = [f'{"component":<14} {"description":<28} {"trainable":>12} '
+  width = max([14] + [len(r['component']) for r in summary['components']])
+  lines = [f'model {summary["model"]["model_name"]}',
+           f'{"component":<{width}} {"description":<28} {"trainable":>12} '
            f'{"BN stats":>9}  inference']
-  lines.append('-' * len(lines[0]))
+  lines.append('-' * len(lines[1]))
   for r in summary['components']:
-    lines.append(f'{r["component"]:<14} {r["description"]:<28} '
-                 f'{r["trainable"]:>12,} {r["non_trainable"]:>9,}  '
-                 f'{"yes" if r["in_inference_model"] else "pruned"}')
-  lines.append('-' * len(lines[0]))
+    if not r['in_inference_model']:
+      kept = 'pruned'
+    elif r['inference_trainable'] == r['trainable']:
+      kept = 'yes'
+    else:
+      kept = f'partly ({r["inference_trainable"]:,})'
+    lines.append(f'{r["component"]:<{width}} {r["description"]:<28} '
+                 f'{r["trainable"]:>12,} {r["non_trainable"]:>9,}  {kept}')
+  lines.append('-' * len(lines[1]))
   train, infer = summary['training'], summary['inference']
-  saved = 1 - infer['trainable'] / train['trainable']
-  lines.append(f'{"training model":<43} {train["trainable"]:>12,} '
+  saved = 1 - infer['trainable'] / max(train['trainable'], 1)
+  lines.append(f'{"training model":<{width + 29}} {train["trainable"]:>12,} '
                f'{train["non_trainable"]:>9,}')
-  lines.append(f'{"inference subtree (MLPP)":<43} {infer["trainable"]:>12,} '
+  lines.append(f'{"inference subtree (MLPP)":<{width + 29}} {infer["trainable"]:>12,} '
                f'{infer["non_trainable"]:>9,}  ({saved:.1%} fewer parameters)')
   return '\n'.join(lines)
+
+
+def model_kwargs(widths, settings) -> Dict[str, Any]:
+  """--widths and --set field=JSON as model kwargs (lists become tuples)."""
+  kwargs: Dict[str, Any] = {}
+  if widths:
+    kwargs['widths'] = tuple(int(w) for w in widths)
+  for item in settings or ():
+    field, sep, text = item.partition('=')
+    if not sep:
+      raise app.UsageError(f'--set={item!r}: expected field=value.')
+    try:
+      value = json.loads(text)
+    except json.JSONDecodeError as e:
+      raise app.UsageError(f'--set={item!r}: value is not JSON ({e}).') from None
+    kwargs[field] = tuple(value) if isinstance(value, list) else value
+  return kwargs
 
 
 FLAGS = flags.FLAGS
@@ -68,13 +107,22 @@ FLAGS = flags.FLAGS
 
 def main(argv: Sequence[str]) -> None:
   del argv
-  kwargs = {'widths': tuple(int(w) for w in FLAGS.widths)} if FLAGS.widths else {}
-  summary = summarize(RRLNet(**kwargs))
+  kwargs = model_kwargs(FLAGS.widths, FLAGS.set)
+  try:
+    name, variant_kwargs = variants.resolve(FLAGS.model)
+    kwargs = {**variant_kwargs, **kwargs}
+    model = get_model(name, **kwargs)
+    summary = summarize(model)
+  except (TypeError, ValueError) as e:
+    raise app.UsageError(f'--model={FLAGS.model} {kwargs or ""}: {e}') from None
   print(json.dumps(summary, indent=2) if FLAGS.json else format_table(summary))
 
 
 if __name__ == '__main__':
+  flags.DEFINE_string('model', 'rrl_net', f'Network: one of {sorted(MODELS)}, '
+                      'or rrl_net:ABLATION (rrl_jax/models/variants.py).')
   flags.DEFINE_bool('json', False, 'Print JSON instead of a table.')
-  flags.DEFINE_list('widths', None, 'Encoder widths (default: the paper, 16..256).')
+  flags.DEFINE_list('widths', None, 'Widths (default: the official model).')
+  flags.DEFINE_multi_string('set', [], 'Model field=JSON value, e.g. --set=mgla=false.')
   cli.define_help_flags()
   app.run(main)

@@ -35,6 +35,14 @@ def make_model(config):
   return get_model(config.model_name, **kw)
 
 
+def score_output_name(model) -> str:
+  """The output the official test script scores (RRLNet: the last stage head)."""
+  name = getattr(model, 'score_output', None)
+  if name is None:
+    name = f'stage{model.score_stage}'
+  return name
+
+
 def make_mesh(num_devices: int = -1) -> Mesh:
   devices = jax.devices()
   if num_devices and num_devices > 0:
@@ -50,7 +58,7 @@ def lr_schedule(config, total_steps):
 
 def init_state(model, tx, config, mesh) -> TrainState:
   """Initialises parameters (float32) and optimizer state, replicated."""
-  p = model.patch_size
+  p = getattr(model, 'patch_size', 64)
 
   def init(key):
     x = jnp.zeros((2, p, p, 1), jnp.float32)
@@ -71,7 +79,8 @@ def make_train_step(model, tx, config, mesh, run_key, recon_loss, lr_fn):
   changing loss weights does not recompile.
   """
   aug_cfg = config.augment
-  score_name = f'stage{model.score_stage}'
+  model_name = config.model_name
+  score_name = score_output_name(model)
 
   def step_fn(state: TrainState, batch, weights):
     xa = batch['xa'].astype(jnp.float32) / 255.0
@@ -85,18 +94,19 @@ def make_train_step(model, tx, config, mesh, run_key, recon_loss, lr_fn):
           {'params': params, 'batch_stats': state.batch_stats}, xa, xb,
           train=True, mutable=['batch_stats'])
       outputs = {k: v.astype(jnp.float32) for k, v in outputs.items()}
-      terms = losses.loss_terms(outputs, labels, xa, xb, recon_loss)
+      terms = losses.objective_terms(model_name, outputs, labels, xa, xb,
+                                     recon_loss)
       missing = sorted(set(terms) - set(weights))
       if missing:
         raise ValueError(f'config.loss_weights lacks {missing}.')
-      total = losses.weighted_total(terms, weights)
+      total = losses.objective_total(model_name, terms, weights)
       return total, (terms, new_vars['batch_stats'], outputs[score_name])
 
     (total, (terms, batch_stats, logits)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    pred = logits.reshape(-1) > 0
+    pred = losses.match_margin(logits) > 0
     metrics = dict(terms)
     metrics.update(total=total,
                    accuracy=jnp.mean((pred == (labels == 1)).astype(jnp.float32)),

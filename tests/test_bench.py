@@ -36,3 +36,21 @@ def test_bench_rejects_unknown_part():
   import pytest
   with pytest.raises(SystemExit):
     bench.parse_args(['--parts=nope'])
+
+
+def test_bench_model_flag_trains_and_scores_another_network():
+  result = bench.run(bench.parse_args([
+      '--model=efr_net', '--widths=4,8,8,16', '--head_hidden=16,8',
+      '--parts=train,infer', '--dtypes=float32', '--devices=one',
+      '--train_batch_sizes=4', '--infer_batch_sizes=4', '--repeats=1']))
+  train, infer = result['rows']
+  assert train['model'] == infer['model'] == 'efr_net'
+  # The real train step (EFR-Net's BCE x3 objective), not the fallback.
+  assert train['step'] == 'rrl_jax.train.make_train_step', train['step']
+  assert train['pairs_per_s'] > 0 and infer['pairs_per_s'] > 0
+
+
+def test_bench_rejects_unknown_model():
+  import pytest
+  with pytest.raises(SystemExit):
+    bench.parse_args(['--model=resnet'])

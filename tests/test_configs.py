@@ -87,3 +87,72 @@ def test_every_config_passes_validation(name, arg):
   from rrl_jax import workdir  # pylint: disable=g-import-not-at-top
   c = _parse([f'--config={REPO}/configs/{name}.py{arg}'])
   assert workdir.config_problems(c, device_count=1) == []
+
+
+# ---------------------------------------------------------------------------
+# The model argument (configs/default.py): 'MODEL', 'MODEL,test'.
+
+from rrl_jax.models import variants  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+@pytest.mark.parametrize('name', CONFIGS)
+def test_explicit_rrl_net_is_the_default(name):
+  plain = _parse([f'--config={REPO}/configs/{name}.py'])
+  explicit = _parse([f'--config={REPO}/configs/{name}.py:rrl_net'])
+  assert plain.to_json_best_effort(sort_keys=True) == explicit.to_json_best_effort(
+      sort_keys=True)
+
+
+@pytest.mark.parametrize('name', ['vis_nir', 'scenes', 'test'])
+@pytest.mark.parametrize('ablation', sorted(variants.RRL_ABLATIONS))
+def test_rrl_net_ablation_argument(name, ablation):
+  c = _parse([f'--config={REPO}/configs/{name}.py:rrl_net:{ablation},test'])
+  plain = _parse([f'--config={REPO}/configs/{name}.py:test'])
+  assert c.model_name == 'rrl_net'
+  for key, value in variants.RRL_ABLATIONS[ablation].items():
+    assert c.model[key] == value
+  model = variants.build(f'rrl_net:{ablation}')
+  assert set(c.loss_weights) == set(model.output_names)
+  assert c.model.widths == (4, 8, 8, 16, 16)  # 'test' still shrinks it
+  assert c.optimizer == plain.optimizer and c.dataset == plain.dataset
+  assert c.recon_loss == ('mse' if ablation == 'no_ae' else plain.recon_loss)
+
+
+@pytest.mark.parametrize('network', [n for n in variants.NETWORKS if n != 'rrl_net'])
+def test_network_argument_brings_its_recipe(network):
+  try:
+    variants.build(network)
+  except ValueError as e:
+    pytest.skip(f'{network} is not loadable yet: {e}')
+  c = _parse([f'--config={REPO}/configs/vis_nir.py:{network}'])
+  plain = _parse([f'--config={REPO}/configs/vis_nir.py'])
+  assert c.model_name == network
+  assert c.optimizer.name == ('adam' if network in ('mfd_net', 'efr_net')
+                              else 'keras_nadam')
+  assert c.optimizer.learning_rate == 2e-4 and c.batch_size == 64
+  assert set(c.loss_weights) == set(variants.build(network).output_names)
+  assert all(w == 1.0 for w in c.loss_weights.values())
+  assert c.dataset == plain.dataset and c.recon_loss == 'mse'
+  # Architecture fields are the module's defaults and can be overridden.
+  model = variants.build(network)
+  for key, value in c.model.items():
+    assert value == getattr(model, key), key
+  assert tuple(c.model.head_hidden) == tuple(model.head_hidden)
+  t = _parse([f'--config={REPO}/configs/vis_nir.py:{network},test',
+              '--config.model.head_hidden=(2,2)'])
+  assert tuple(t.model.head_hidden) == (2, 2) and t.num_train_steps <= 10
+  for key, value in variants.REDUCED_KWARGS[network].items():
+    if key != 'head_hidden':
+      assert t.model[key] == value
+
+
+@pytest.mark.parametrize('arg,match', [
+    ('fil', 'fil_net, rrl_net'),                     # lists the valid ones
+    ('rrl_net:no_attention', 'rrl_net:no_ae'),
+    ('fil_net:no_ae', 'Unknown config argument'),
+    ('fil_net,afd_net', 'two models'),
+    ('tset', 'Unknown config argument'),
+])
+def test_bad_model_argument_is_a_clear_error(arg, match):
+  with pytest.raises(Exception, match=match):
+    _parse([f'--config={REPO}/configs/scenes.py:{arg}'])

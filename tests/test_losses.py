@@ -120,3 +120,100 @@ def test_perceptual_loss(tmp_path):
   g_recon = jax.grad(fn)(recon, target)
   g_pixel = jax.grad(losses.make_recon_loss('mse'))(recon, target)
   assert float(jnp.max(jnp.abs(g_recon - g_pixel))) > 0
+
+
+# ---------------------------------------------------------------------------
+# The comparison networks' objectives.
+
+
+def keras22_categorical_ce(probs, labels):
+  """Keras 2.2 backend.categorical_crossentropy on softmax outputs, float64."""
+  eps = 1e-7
+  p = np.asarray(probs, np.float64)
+  p = p / p.sum(-1, keepdims=True)
+  p = np.clip(p, eps, 1 - eps)
+  onehot = np.eye(p.shape[-1])[np.asarray(labels, np.int64)]
+  return float(np.mean(-np.sum(onehot * np.log(p), -1)))
+
+
+def _softmax64(z):
+  z = np.asarray(z, np.float64)
+  e = np.exp(z - z.max(-1, keepdims=True))
+  return e / e.sum(-1, keepdims=True)
+
+
+def test_categorical_ce_matches_keras_and_clips():
+  logits = np.array([[0.3, -1.2], [2.0, 0.5], [-0.4, 0.1], [1.0, 1.0]], np.float32)
+  y = np.array([1, 0, 0, 1])
+  got = float(losses.categorical_ce_with_logits(jnp.asarray(logits), jnp.asarray(y)))
+  np.testing.assert_allclose(got, keras22_categorical_ce(_softmax64(logits), y),
+                             rtol=1e-6)
+  # Saturated softmax: Keras's clip bounds the loss at -log(1e-7).
+  far = jnp.array([[50.0, -50.0], [-50.0, 50.0]])
+  got = float(losses.categorical_ce_with_logits(far, jnp.array([1, 1])))
+  np.testing.assert_allclose(got, (-np.log(1e-7) - np.log(1 - 1e-7)) / 2, rtol=1e-5)
+  grad = jax.grad(lambda z: losses.categorical_ce_with_logits(z, jnp.array([1, 1])))(far)
+  np.testing.assert_array_equal(np.asarray(grad)[0], 0.0)  # beyond the clip
+  # Two classes: the same value as the BCE of the margin logit1 - logit0.
+  z = jnp.asarray(logits)
+  np.testing.assert_allclose(
+      float(losses.categorical_ce_with_logits(z, jnp.asarray(y))),
+      float(losses.bce_with_logits(losses.match_margin(z), jnp.asarray(y))), rtol=1e-5)
+
+
+def test_bce_on_probability_matches_keras():
+  p = np.array([0.0, 0.2, 0.5, 0.9, 1.0], np.float32)
+  y = np.array([1, 0, 1, 1, 0], np.float32)
+  got = float(losses.bce_on_probability(jnp.asarray(p), jnp.asarray(y)))
+  # Keras clips in float32: 1 - 1e-7 is 1 - 2**-23 there.
+  clipped = np.clip(p, np.float32(1e-7), np.float32(1 - 1e-7))
+  np.testing.assert_allclose(got, keras22_bce(clipped, y), rtol=1e-5)
+  np.testing.assert_allclose(got, keras22_bce(p[1:4], y[1:4]) * 3 / 5 + (
+      -np.log(1e-7) - np.log(2.0 ** -23)) / 5, rtol=1e-5)
+
+
+def test_objective_terms_per_network():
+  rng = np.random.default_rng(0)
+  y = jnp.array([0, 1, 1, 0])
+  x = jnp.zeros((4, 64, 64, 1))
+  soft = jnp.asarray(rng.normal(size=(4, 2)), jnp.float32)
+  cos = jnp.asarray(rng.uniform(size=(4,)), jnp.float32)
+  sig = jnp.asarray(rng.normal(size=(4,)), jnp.float32)
+  t = losses.objective_terms('scfdm', {'softmax': soft, 'cosine': cos}, y, x, x)
+  assert list(t) == ['softmax', 'cosine']
+  assert float(t['softmax']) == float(losses.categorical_ce_with_logits(soft, y))
+  assert float(t['cosine']) == float(losses.bce_on_probability(cos, y))
+  t = losses.objective_terms('afd_net', {'multi': soft, 'single': -soft}, y, x, x)
+  assert float(t['single']) == float(losses.categorical_ce_with_logits(-soft, y))
+  t = losses.objective_terms('efr_net', {'cat': sig, 'sub': -sig}, y, x, x)
+  assert float(t['sub']) == float(losses.bce_with_logits(-sig, y))
+  total = losses.objective_total('efr_net', t, {'cat': 2.0})
+  np.testing.assert_allclose(float(total), 2 * float(t['cat']) + float(t['sub']),
+                             rtol=1e-6)
+  with pytest.raises(ValueError, match='catt'):
+    losses.objective_total('efr_net', t, {'catt': 1.0})
+  with pytest.raises(ValueError, match='no loss'):  # softmax output on a BCE net
+    losses.objective_terms('fil_net', {'stage5': soft}, y, x, x)
+  with pytest.raises(ValueError, match='known'):
+    losses.objective_terms('resnet', {}, y, x, x)
+
+
+def test_rrl_objective_is_the_multi_loss():
+  out = _outputs()
+  y = jnp.array([0.0, 1.0, 1.0, 0.0])
+  x = jnp.zeros((4, 64, 64, 1))
+  recon = losses.make_recon_loss('mse')
+  a = losses.objective_terms('rrl_net', out, y, x, x, recon)
+  b = losses.loss_terms(out, y, x, x, recon)
+  assert list(a) == list(b) and all(float(a[k]) == float(b[k]) for k in a)
+  w = {n: 1.0 for n in losses.LOSS_NAMES}
+  assert float(losses.objective_total('rrl_net', a, w)) == float(
+      losses.weighted_total(b, w))
+
+
+def test_match_margin():
+  soft = jnp.array([[0.2, 1.0], [3.0, -1.0]])
+  np.testing.assert_allclose(np.asarray(jax.nn.sigmoid(losses.match_margin(soft))),
+                             np.asarray(jax.nn.softmax(soft)[:, 1]), rtol=1e-6)
+  z = jnp.array([0.5, -2.0])
+  assert np.array_equal(np.asarray(losses.match_margin(z)), np.asarray(z))

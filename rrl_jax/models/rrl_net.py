@@ -4,7 +4,16 @@
 OUTPUT_NAMES. With `score_only=True` it runs only the inference path
 (encoders, FIL, metric network, last stage head) and returns the match logit:
 applied to the pruned variables of `rrl_jax.pruning`, this is MLPP inference.
+
+Ablation switches (defaults = the paper model), each removing one component:
+`autoencoder=False` (no decoders, no reconstruction outputs), `mgla=False`
+(every MGLA is the identity), `fil=False` (the metric network gets |fA - fB|
+per stage instead of FIL's private differences; no module heads),
+`module_heads=()`, `stage_heads=(5,)` (the final head only), and
+`shared_branches=True` (one encoder/decoder for both inputs). Named variants:
+rrl_jax/models/variants.py.
 """
+import contextlib
 from typing import Any, Dict, Optional, Sequence
 
 import flax.linen as nn
@@ -15,6 +24,7 @@ from rrl_jax.models.alfe import Decoder, Encoder
 from rrl_jax.models.fil import FIL
 from rrl_jax.models.heads import MatchHead, ModuleHead
 from rrl_jax.models.metric import MetricNetwork
+from rrl_jax.models.mgla import MGLA
 
 RECON_NAMES = ('recon_a', 'recon_b')
 
@@ -49,6 +59,10 @@ class RRLNet(nn.Module):
     head_hidden: hidden widths of every head's MLP.
     patch_size: input patch side.
     dtype: computation dtype (parameters stay float32).
+    autoencoder: build the decoders and their reconstruction outputs.
+    mgla: MGLA in every encoder/decoder stage (False: identity).
+    fil: FIL between the branches (False: |fA - fB| feeds the metric network).
+    shared_branches: one encoder (and decoder) applied to both inputs.
   """
   widths: Sequence[int] = (16, 32, 64, 128, 256)
   stage_heads: Sequence[int] = (3, 4, 5)
@@ -56,16 +70,24 @@ class RRLNet(nn.Module):
   head_hidden: Sequence[int] = (512, 256)
   patch_size: int = 64
   dtype: Optional[Any] = None
+  autoencoder: bool = True
+  mgla: bool = True
+  fil: bool = True
+  shared_branches: bool = False
 
   @property
   def score_stage(self) -> int:
     return len(self.widths)
 
   @property
+  def score_output(self) -> str:
+    return f'stage{self.score_stage}'
+
+  @property
   def output_names(self) -> tuple:
     return (tuple(f'stage{i}' for i in sorted(self.stage_heads))
             + tuple(f'module{i}' for i in sorted(self.module_heads))
-            + RECON_NAMES)
+            + (RECON_NAMES if self.autoencoder else ()))
 
   @nn.compact
   def __call__(self, xa: jax.Array, xb: jax.Array, train: bool = False,
@@ -75,14 +97,29 @@ class RRLNet(nn.Module):
     if self.score_stage not in self.stage_heads:
       raise ValueError(f'stage_heads={tuple(self.stage_heads)} must include the '
                        f'last stage {self.score_stage}: its head is the match score.')
+    if not self.fil and self.module_heads:
+      raise ValueError(f'fil=False leaves no FIL shared sums for module_heads='
+                       f'{tuple(self.module_heads)}: set module_heads=().')
     widths = tuple(self.widths)
     dtype = self.dtype
     xa_c = xa.astype(dtype or xa.dtype)
     xb_c = xb.astype(dtype or xb.dtype)
 
-    feats_a = Encoder(widths, dtype=dtype, name='encoder_a')(xa_c, train)
-    feats_b = Encoder(widths, dtype=dtype, name='encoder_b')(xb_c, train)
-    privates, shareds = FIL(widths, dtype=dtype, name='fil')(feats_a, feats_b, train)
+    if self.shared_branches:
+      encoder = Encoder(widths, dtype=dtype, name='encoder')
+      encoder_a = encoder_b = encoder
+    else:
+      encoder_a = Encoder(widths, dtype=dtype, name='encoder_a')
+      encoder_b = Encoder(widths, dtype=dtype, name='encoder_b')
+    with self._mgla_switch():
+      feats_a = encoder_a(xa_c, train)
+      feats_b = encoder_b(xb_c, train)
+    if self.fil:
+      privates, shareds = FIL(widths, dtype=dtype, name='fil')(
+          feats_a, feats_b, train)
+    else:
+      privates = tuple(jnp.abs(fa - fb) for fa, fb in zip(feats_a, feats_b))
+      shareds = ()
     metric = MetricNetwork(tuple(2 * w for w in widths), dtype=dtype,
                            name='metric')(privates, train)
 
@@ -100,8 +137,27 @@ class RRLNet(nn.Module):
       outputs[f'module{i}'] = ModuleHead(widths[i - 1], self.head_hidden,
                                          dtype=dtype, name=f'module_head{i}')(
                                              shareds[i - 1], train)
-    outputs['recon_a'] = Decoder(widths, dtype=dtype, name='decoder_a')(
-        feats_a[-1], train)
-    outputs['recon_b'] = Decoder(widths, dtype=dtype, name='decoder_b')(
-        feats_b[-1], train)
+    if not self.autoencoder:
+      return outputs
+    if self.shared_branches:
+      decoder = Decoder(widths, dtype=dtype, name='decoder')
+      decoder_a = decoder_b = decoder
+    else:
+      decoder_a = Decoder(widths, dtype=dtype, name='decoder_a')
+      decoder_b = Decoder(widths, dtype=dtype, name='decoder_b')
+    with self._mgla_switch():
+      outputs['recon_a'] = decoder_a(feats_a[-1], train)
+      outputs['recon_b'] = decoder_b(feats_b[-1], train)
     return outputs
+
+  def _mgla_switch(self):
+    """mgla=False: every MGLA call returns its input (no MGLA parameters)."""
+    if self.mgla:
+      return contextlib.nullcontext()
+    return nn.intercept_methods(_identity_mgla)
+
+
+def _identity_mgla(next_fun, args, kwargs, context):
+  if isinstance(context.module, MGLA) and context.method_name == '__call__':
+    return args[0]
+  return next_fun(*args, **kwargs)
