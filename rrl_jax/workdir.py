@@ -5,6 +5,7 @@ Nothing is written to a run directory before the config is valid and the
 lock is held. Also turns on JAX's persistent compilation cache.
 """
 import contextlib
+import dataclasses
 import datetime
 import inspect
 import json
@@ -185,18 +186,7 @@ def config_problems(config, device_count: Optional[int] = None) -> list:
   if not ((_is_int(steps) and steps > 0) or (_is_number(epochs) and epochs > 0)):
     problems.append(f'config.num_train_steps={steps!r} and config.num_epochs='
                     f'{epochs!r}: set num_train_steps > 0 or num_epochs > 0')
-  for field in ('model.widths', 'model.head_hidden'):
-    need(field, _positive_ints, 'must be a non-empty list of integers > 0')
-  widths = config.model.widths
-  if _positive_ints(widths):
-    stages = range(1, len(widths) + 1)
-    need('model.stage_heads',
-         lambda v: (isinstance(v, (tuple, list)) and len(widths) in v
-                    and all(s in stages for s in v)),
-         f'must be stages in 1..{len(widths)} including the last one ({len(widths)})')
-    need('model.module_heads',
-         lambda v: isinstance(v, (tuple, list)) and all(s in stages for s in v),
-         f'must be stages in 1..{len(widths)}')
+  problems += _model_problems(config, models)
   valid_kwargs = _builder_kwargs(config.dataset.name, data_lib.BUILDERS)
   given = config.dataset.get('builder_kwargs') or {}
   unknown = sorted(set(given.keys()) - valid_kwargs) if valid_kwargs is not None else []
@@ -204,10 +194,6 @@ def config_problems(config, device_count: Optional[int] = None) -> list:
     problems.append(f'config.dataset.builder_kwargs has {unknown}, which dataset '
                     f'{config.dataset.name!r} does not take; valid: '
                     f'{", ".join(sorted(valid_kwargs)) or "none"}')
-  unknown = sorted(set(config.loss_weights.keys()) - set(losses.LOSS_NAMES))
-  if unknown:
-    problems.append(f'config.loss_weights has unknown term(s) {unknown}; valid: '
-                    f'{", ".join(losses.LOSS_NAMES)}')
   if device_count and positive_int(config.batch_size):
     n = config.num_devices
     if _is_int(n) and n > 0:
@@ -219,6 +205,52 @@ def config_problems(config, device_count: Optional[int] = None) -> list:
     if config.batch_size % device_count:
       problems.append(f'config.batch_size={config.batch_size} is not divisible by '
                       f'the {device_count} devices; use a multiple of {device_count}')
+  return problems
+
+
+def _model_problems(config, models) -> list:
+  """config.model fields the model_name's module takes, sane widths, heads, loss terms."""
+  if config.model_name not in models.MODELS:
+    return []  # Reported with the other unknown names.
+  cls = models.model_class(config.model_name)
+  fields = {f.name for f in dataclasses.fields(cls)} - {'parent', 'name'}
+  given = dict(config.model.to_dict())
+  unknown = sorted(set(given) - fields)
+  if unknown:
+    return [f'config.model has {unknown}, which model {config.model_name!r} does not '
+            f'take; valid: {", ".join(sorted(fields - {"dtype", "param_dtype"}))}']
+  problems = []
+  for key, value in given.items():
+    if key.endswith('widths') or key == 'head_hidden':
+      if not _positive_ints(value):
+        problems.append(f'config.model.{key}={value!r} must be a non-empty list of '
+                        'integers > 0')
+    elif key.endswith('_width') and not (_is_int(value) and value > 0):
+      problems.append(f'config.model.{key}={value!r} must be an integer > 0')
+  widths = given.get('widths')
+  if config.model_name == 'rrl_net' and not problems and widths:
+    stages = range(1, len(widths) + 1)
+    heads = given.get('stage_heads', ())
+    if not (isinstance(heads, (tuple, list)) and len(widths) in heads
+            and all(s in stages for s in heads)):
+      problems.append(f'config.model.stage_heads={heads!r} must be stages in '
+                      f'1..{len(widths)} including the last one ({len(widths)})')
+    module_heads = given.get('module_heads', ())
+    if not (isinstance(module_heads, (tuple, list))
+            and all(s in stages for s in module_heads)):
+      problems.append(f'config.model.module_heads={module_heads!r} must be stages '
+                      f'in 1..{len(widths)}')
+  if problems:
+    return problems
+  kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
+  try:
+    outputs = tuple(cls(**kwargs).output_names)
+  except (TypeError, ValueError) as e:
+    return [f'config.model does not build {config.model_name!r}: {e}']
+  unknown = sorted(set(config.loss_weights.keys()) - set(outputs))
+  if unknown:
+    problems.append(f'config.loss_weights has term(s) {unknown} that model '
+                    f'{config.model_name!r} does not output; valid: {", ".join(outputs)}')
   return problems
 
 
