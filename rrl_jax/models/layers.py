@@ -72,7 +72,7 @@ class BatchNorm(nn.Module):
     return y.astype(dtype)
 
   def is_folded(self) -> bool:
-    """Deploy form: no scale, bias or statistics in the variables (REFERENCE "MLPP").
+    """Deploy form (rrl_jax/deploy.py): no scale, bias or statistics in the variables.
 
     `rrl_jax.deploy.fold_batch_norms` moves them into the preceding convolution
     and removes them; the layer is then the identity. A tree with only some of
