@@ -25,6 +25,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any, Dict, List, Optional
 
@@ -234,9 +235,10 @@ def run(out_dir: str, quick: bool = False, budget_s: float = 380.0,
   config = train_config or ('configs/scenes.py:test' if quick else 'configs/scenes.py')
   steps = train_steps or (4 if quick else 500)
   remaining = deadline - time.perf_counter()
-  training = (run_training(config, steps, remaining + 60, os.path.join(out_dir, 'train_run'))
-              if remaining > 0 else {'config': config, 'steps': steps,
-                                     'status': 'skipped (time budget)', 'wall_s': 0})
+  with tempfile.TemporaryDirectory() as workdir:  # checkpoints not kept
+    training = (run_training(config, steps, remaining + 60, os.path.join(workdir, 'run'))
+                if remaining > 0 else {'config': config, 'steps': steps,
+                                       'status': 'skipped (time budget)', 'wall_s': 0})
   print('training:', json.dumps(training), flush=True)
   if len(jax.devices()) > 1:
     rows += bench_rows(bench_args, 'all', deadline)
