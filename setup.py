@@ -26,6 +26,7 @@ setup(
         'tqdm>=4.66',
         'tensorboardX>=2.6',
         'opencv-python-headless>=4.9',
+        'flatbuffers>=24.3',  # jax.export serialization (launch.export)
     ],
     extras_require={
         'test': ['pytest>=8', 'pytest-xdist>=3.5'],

@@ -18,6 +18,10 @@ Parts (--parts, comma separated):
   full      the full model in inference mode returning all outputs (so jit
             cannot drop the unused heads): the "before MLPP" comparison.
   pipeline  pairs/s of rrl_jax.data.pipeline.BatchIterator (launch.bench_pipeline).
+  folded    BatchNorm-folded scorer vs the unfolded one, timed alternately in
+            the same run at --infer_batch_sizes (launch.bench_deploy).
+  match     end to end: `launch.match` on --match_pairs pairs (process start
+            included), from a checkpoint and from an export (launch.bench_deploy).
 
 Every compute row is measured for each --dtypes entry and each --devices entry
 ('one' = the first device, 'all' = a data-parallel mesh over jax.devices();
@@ -52,7 +56,7 @@ from rrl_jax import pruning
 from rrl_jax import xla_cpu as perf
 from rrl_jax.models import RRLNet, variants
 
-PARTS = ('peak', 'train', 'infer', 'full', 'pipeline')
+PARTS = ('peak', 'train', 'infer', 'full', 'pipeline', 'folded', 'match')
 
 
 # ----------------------------------------------------------------------------
@@ -451,6 +455,8 @@ def parse_args(argv=None):
   p.add_argument('--pipeline_examples', type=int, default=20_000)
   p.add_argument('--pipeline_batches', type=int, default=500)
   p.add_argument('--seed', type=int, default=0)
+  p.add_argument('--match_pairs', type=int, default=5000)
+  p.add_argument('--match_batch_size', type=int, default=256)
   p.add_argument('--xla_cpu_convs', default='eigen', choices=perf.CPU_CONVS,
                  help="CPU convolution runtime: 'eigen' (XLA's own; measured "
                  "faster here), 'ynn' (YNNPACK, jaxlib's default) or 'asis' "
@@ -504,8 +510,16 @@ def run(args) -> Dict[str, Any]:
       if 'full' in args.parts:
         for b in args.full_batch_sizes:
           add(bench_infer(args, dtype, which, b, full=True))
+      if 'folded' in args.parts:
+        from launch import bench_deploy  # pylint: disable=g-import-not-at-top
+        for b in args.infer_batch_sizes:
+          add(bench_deploy.bench_folded(args, dtype, which, b))
   if 'pipeline' in args.parts:
     add(bench_pipeline(args))
+  if 'match' in args.parts:
+    from launch import bench_deploy  # pylint: disable=g-import-not-at-top
+    for row in bench_deploy.bench_match(args):
+      add(row)
   info['load_average_end'] = load_average()
   print()
   print(f"{info['cpu']} ({info['backend']}, {info['num_devices']} device(s), "
@@ -514,6 +528,10 @@ def run(args) -> Dict[str, Any]:
   print(format_table(rows, peaks))
   for line in mlpp_summary(rows):
     print(line)
+  if {'folded', 'match'} & set(args.parts):
+    from launch import bench_deploy  # pylint: disable=g-import-not-at-top
+    for line in bench_deploy.fold_summary(rows):
+      print(line)
   result = dict(machine=info, args=vars(args), peaks=peaks, rows=rows)
   if args.out:
     with open(args.out, 'w') as f:

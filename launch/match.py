@@ -5,6 +5,7 @@ Pairs pack (authors' format, index 0 = visible/optical):
 Two images and keypoints (CSV rows xa,ya,xb,yb: patch centres, pixels):
   python -m launch.match --checkpoint=DIR --image_a=vis.png --image_b=nir.png \
       --keypoints=kp.csv --out=SCORES.npy
+An exported scorer (launch.export) instead of a checkpoint: --export=FILE.
 Writes N float32 probabilities. Patches that are not 64x64 need --resize.
 """
 import os
@@ -24,6 +25,8 @@ def define_flags() -> None:
   """Flags are defined only when run as a program (modules stay importable)."""
   flags.DEFINE_string('checkpoint', None, 'rrl_jax checkpoint directory, or a '
                       'training workdir (its best/ is used).')
+  flags.DEFINE_string('export', None, 'Exported scorer (launch.export) instead '
+                      'of --checkpoint: no model is built.')
   flags.DEFINE_string('pairs', None, 'Pairs pack .npy (N, 2, P, P) uint8.')
   flags.DEFINE_string('image_a', None, 'Visible/optical image (keypoint mode).')
   flags.DEFINE_string('image_b', None, 'Other-spectrum image (keypoint mode).')
@@ -65,7 +68,7 @@ def run(checkpoint_dir: str, out: str, pairs: Optional[str] = None,
         keypoints: Optional[str] = None, batch_size: int = 256,
         resize: bool = False, patch_size: int = 64,
         step: Optional[int] = None, overwrite: bool = False,
-        progress: bool = False) -> np.ndarray:
+        progress: bool = False, export: Optional[str] = None) -> np.ndarray:
   """Scores the input, writes `out` (.npy appended when missing).
 
   Raises ValueError/CheckpointError on bad input, before any scoring.
@@ -82,8 +85,11 @@ def run(checkpoint_dir: str, out: str, pairs: Optional[str] = None,
     data = matcher.cut_pairs_at_keypoints(
         matcher.read_grey_image(image_a), matcher.read_grey_image(image_b),
         matcher.read_keypoints(keypoints), patch_size)
-  match = matcher.Matcher.from_checkpoint(checkpoint_dir, step,
-                                          batch_size=batch_size, resize=resize)
+  if export:  # An exported scorer (rrl_jax.export) instead of a checkpoint.
+    match = matcher.Matcher.from_export(export, batch_size=batch_size, resize=resize)
+  else:
+    match = matcher.Matcher.from_checkpoint(checkpoint_dir, step,
+                                            batch_size=batch_size, resize=resize)
   scores = match.score(data, progress=progress).astype(np.float32)
   os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
   np.save(out, scores)
@@ -94,17 +100,19 @@ def main(argv):
   del argv
   xla_cpu.apply_xla_flags()  # Before the backend starts (measured faster).
   cli.quiet_logging()
-  if not FLAGS.checkpoint:
-    sys.exit('launch.match: error: --checkpoint is required.')
+  if bool(FLAGS.checkpoint) == bool(FLAGS.export):
+    sys.exit('launch.match: error: give one of --checkpoint or --export.')
   try:
     out = output_path(FLAGS.out, FLAGS.overwrite)
-    ckpt, note = checkpoint.resolve_workdir(FLAGS.checkpoint)
-    if note:
-      print(note)
+    ckpt = None
+    if FLAGS.checkpoint:
+      ckpt, note = checkpoint.resolve_workdir(FLAGS.checkpoint)
+      if note:
+        print(note)
     scores = run(ckpt, out, FLAGS.pairs, FLAGS.image_a,
                  FLAGS.image_b, FLAGS.keypoints, FLAGS.batch_size,
                  FLAGS.resize, FLAGS.patch_size, FLAGS.step,
-                 overwrite=FLAGS.overwrite, progress=True)
+                 overwrite=FLAGS.overwrite, progress=True, export=FLAGS.export)
   except (ValueError, checkpoint.CheckpointError) as e:
     sys.exit(f'launch.match: error: {e}')
   print(f'{len(scores)} pairs scored -> {out} '

@@ -3,6 +3,7 @@
   matcher = Matcher.from_checkpoint('ckpt_dir')
   probs = matcher.score(pairs)            # (N, 2, 64, 64) uint8 or float [0, 1]
   probs = matcher.score_pairs(xa, xb)     # (N, 64, 64[, 1]) each
+  matcher = Matcher.from_export('model.jaxexport')   # launch.export output
 
 Only the MLPP inference subtree is loaded onto the devices (REFERENCE "MLPP").
 Index 0 / `xa` is the visible/optical patch, index 1 / `xb` the other spectrum.
@@ -139,8 +140,24 @@ class Matcher:
           f'({e}).') from e
     return cls(model, pruned, meta=meta, **kwargs)
 
+  # --- Exported scorer (rrl_jax.export): no model is built. ---
+  exported = None
+
+  @classmethod
+  def from_export(cls, path: str, batch_size: int = 256,
+                  resize: bool = False) -> 'Matcher':
+    """Scores with an artifact of `launch.export` (raises export.ExportError)."""
+    from rrl_jax import export  # pylint: disable=g-import-not-at-top
+    self = cls.__new__(cls)
+    self.model, self.variables, self.mesh = None, None, None
+    self.exported = export.ExportedScorer(path)
+    self.batch_size, self.resize, self.meta = batch_size, resize, self.exported.meta
+    return self
+
   @property
   def patch_size(self) -> int:
+    if self.exported is not None:
+      return self.exported.patch_size
     return self.model.patch_size
 
   def prepare(self, pairs: Any) -> np.ndarray:
@@ -151,6 +168,9 @@ class Matcher:
 
   def score(self, pairs: Any, progress: bool = False) -> np.ndarray:
     """P(match) (N,) float32 for pairs (N, 2, P, P) (index 0 = visible/optical)."""
+    if self.exported is not None:
+      return self.exported.score(self.prepare(pairs), self.batch_size,
+                                 progress='scoring' if progress else None)
     return evaluation.score_pairs(self.model, self.variables, self.prepare(pairs),
                                   self.batch_size, self.mesh,
                                   progress='scoring' if progress else None)

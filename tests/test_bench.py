@@ -54,3 +54,19 @@ def test_bench_rejects_unknown_model():
   import pytest
   with pytest.raises(SystemExit):
     bench.parse_args(['--model=resnet'])
+
+
+def test_bench_folded_and_match_rows():
+  result = bench.run(bench.parse_args(SMALL + [
+      '--parts=folded,match', '--dtypes=float32', '--devices=one',
+      '--infer_batch_sizes=4', '--repeats=2', '--match_pairs=6',
+      '--match_batch_size=4']))
+  folded, *match = result['rows']
+  assert folded['part'] == 'folded' and folded['batch_norms_folded'] == 40
+  assert folded['pairs_per_s'] > 0 and folded['unfolded_pairs_per_s'] > 0
+  assert len(folded['times_s']) == len(folded['unfolded_times_s']) == 2
+  assert [r['source'] for r in match] == ['checkpoint', 'export']
+  assert all(r['pairs'] == 6 and r['median_s'] > 0 for r in match)
+  assert match[1]['export_s'] > 0
+  from launch import bench_deploy
+  assert len(bench_deploy.fold_summary(result['rows'])) == 3

@@ -8,7 +8,8 @@ import pytest
 from conftest import REPO
 
 PROGRAMS = ['launch.main', 'launch.match', 'launch.evaluate', 'launch.inspect_data',
-            'launch.bench', 'launch.bench_pipeline', 'rrl_jax.convert', 'rrl_jax.summary']
+            'launch.bench', 'launch.bench_pipeline', 'rrl_jax.convert', 'rrl_jax.summary',
+            'launch.export', 'launch.accelerator_check']
 
 
 @pytest.mark.parametrize('program', PROGRAMS)

@@ -37,6 +37,11 @@ class BatchNorm(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    if self.is_folded():
+      if train:
+        raise ValueError(f'BatchNorm {"/".join(self.scope.path)} was folded into '
+                         'its convolution (rrl_jax.deploy): inference only.')
+      return x.astype(self.dtype or x.dtype)
     features = x.shape[-1]
     scale = self.param('scale', nn.initializers.ones, (features,), jnp.float32)
     bias = self.param('bias', zeros, (features,), jnp.float32)
@@ -65,6 +70,19 @@ class BatchNorm(nn.Module):
     dtype = self.dtype or x.dtype
     y = x.astype(jnp.float32) * inv + (bias - mean * inv)
     return y.astype(dtype)
+
+  def is_folded(self) -> bool:
+    """Deploy form (rrl_jax/deploy.py): no scale, bias or statistics in the variables.
+
+    `rrl_jax.deploy.fold_batch_norms` moves them into the preceding convolution
+    and removes them; the layer is then the identity. A tree with only some of
+    them is not folded, so the lookup below fails and names what is missing.
+    """
+    if self.is_initializing():
+      return False
+    return not any(self.has_variable(c, n) for c, n in (
+        ('params', 'scale'), ('params', 'bias'), ('batch_stats', 'mean'),
+        ('batch_stats', 'var')))
 
 
 def conv3x3(features: int, dtype=None, name=None) -> nn.Conv:
