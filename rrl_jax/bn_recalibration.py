@@ -141,3 +141,103 @@ def _unflatten(flat: Mapping[tuple, Any]) -> Dict[str, Any]:
     node[path[-1]] = leaf
   return out
 
+
+
+# ----------------------------------------------------------------------------
+# Training runs: config.bn_recalibration.
+
+AUTO_BATCHES = 16  # K for batches=-1 under the clean protocol.
+# Offset of the recalibration batches' seed from config.seed: a fixed, separate
+# stream, so the training iterator (and resume) is untouched.
+_SEED_OFFSET = 7919
+
+
+def settings(config) -> Dict[str, Any]:
+  """{'batches': K (0 = off), 'batch_size': B, 'augment': bool} of a run config."""
+  bn = config.get('bn_recalibration')
+  if bn is None:
+    return {'batches': 0, 'batch_size': int(config.batch_size), 'augment': False}
+  k = int(bn.batches)
+  if k < 0:
+    k = AUTO_BATCHES if config.protocol == 'clean' else 0
+  return {'batches': k, 'batch_size': int(bn.batch_size or config.batch_size),
+          'augment': bool(bn.augment)}
+
+
+def describe(info: Optional[Mapping[str, Any]]) -> str:
+  """One line for reports: which BatchNorm statistics were used."""
+  if not info or not info.get('batches'):
+    return 'BatchNorm moving averages (momentum 0.99, as trained)'
+  aug = 'augmented' if info.get('augment') else 'un-augmented'
+  source = f' of split {info["split"]}' if info.get('split') else ''
+  return (f'BatchNorm population statistics recalibrated over {info["batches"]} '
+          f'{aug} batches of {info.get("batch_size", "?")} pairs{source} '
+          '(precise BN)')
+
+
+def training_batches(patches: np.ndarray, labels: np.ndarray, batch_size: int,
+                     seed: int, num_batches: int):
+  """The K recalibration batches: a fixed seeded sample of distinct pairs.
+
+  Each process gets its rows of every global batch, as from the train iterator.
+  """
+  from rrl_jax.data.pipeline import BatchIterator  # pylint: disable=g-import-not-at-top
+  n = len(labels)
+  if n < batch_size:
+    raise ValueError(f'bn_recalibration: {n} pairs cannot fill one batch of '
+                     f'{batch_size}.')
+  it = BatchIterator(patches, labels, global_batch_size=batch_size,
+                     seed=seed + _SEED_OFFSET, mode='epoch',
+                     process_index=jax.process_index(),
+                     process_count=jax.process_count(), prefetch=0)
+  return (next(it) for _ in range(num_batches))
+
+
+def for_run(model, variables: Mapping[str, Any], train_data, config, mesh: Mesh,
+            run_key: Optional[jax.Array] = None) -> Optional[Dict[str, Any]]:
+  """Recalibrated batch_stats for a training run, or None when it is off."""
+  s = settings(config)
+  if not s['batches']:
+    return None
+  if s['batch_size'] % mesh.size:
+    raise ValueError(f'bn_recalibration.batch_size={s["batch_size"]} is not '
+                     f'divisible by the {mesh.size} devices of the mesh.')
+  batches = training_batches(*train_data, s['batch_size'], int(config.seed),
+                             s['batches'])
+  return recalibrate(model, variables, batches, mesh,
+                     augment_cfg=config.augment if s['augment'] else None,
+                     rng=run_key, num_batches=s['batches'])
+
+
+def replicate(tree, mesh: Mesh):
+  """Host numpy tree (identical on every process) -> replicated global arrays."""
+  sharding = NamedSharding(mesh, P())
+  return jax.tree.map(lambda x: jax.make_array_from_callback(
+      np.shape(x), sharding, lambda idx, x=np.asarray(x): x[idx]), tree)
+
+
+def evaluate_moving_averages(results: Dict[str, Any], model, variables: Mapping[str, Any],
+                             moving_batch_stats: Optional[Any], splits, batch_size: int,
+                             mesh: Mesh, info: Mapping[str, Any]) -> Dict[str, Any]:
+  """Which statistics `results` used; with recalibrated ones, adds the moving averages'.
+
+  `results` (evaluation.evaluate_splits output, scored with `variables`) gains
+  per split and in its mean a 'moving_average' dict of the same metrics scored
+  with `moving_batch_stats`. Returns the 'bn_statistics' record of the reports.
+  """
+  if moving_batch_stats is None:
+    return {'kind': 'moving_average', 'batches': 0, 'description': describe(None)}
+  from rrl_jax import evaluation  # pylint: disable=g-import-not-at-top
+  moving = evaluation.evaluate_splits(
+      model, dict(variables, batch_stats=moving_batch_stats), splits, batch_size,
+      mesh=mesh)
+  attach_moving_average(results, moving)
+  return dict(info, kind='recalibrated', description=describe(info))
+
+
+def attach_moving_average(results: Dict[str, Any], moving: Mapping[str, Any]) -> None:
+  """results['splits'][s]['moving_average'] = moving's metrics of s (and the mean)."""
+  keys = ('fpr95', 'auc', 'accuracy', 'precision', 'recall', 'f1')
+  for name, m in moving['splits'].items():
+    results['splits'][name]['moving_average'] = {k: m[k] for k in keys}
+  results['mean']['moving_average'] = {k: moving['mean'][k] for k in keys}

@@ -15,7 +15,10 @@ CONFIG_FILE = 'config.json'
 # change them without --allow_config_change (e.g. to extend training).
 RUN_LENGTH_KEYS = ('num_train_steps', 'num_epochs', 'eval_every', 'log_every',
                    'checkpoint_every', 'keep', 'eval_batch_size',
-                   'compilation_cache_dir')
+                   'compilation_cache_dir',
+                   # Evaluation only: which BatchNorm statistics are scored.
+                   'bn_recalibration.batches', 'bn_recalibration.batch_size',
+                   'bn_recalibration.augment')
 
 
 class ConfigMismatchError(ValueError):
@@ -79,6 +82,11 @@ def validate_config(config) -> None:
   if config.recon_loss not in ('perceptual', 'mse'):
     raise ValueError(f"config.recon_loss must be 'perceptual' or 'mse', got "
                      f'{config.recon_loss!r}.')
+  bn = config.get('bn_recalibration')
+  if bn is not None and (int(bn.batches) < -1 or int(bn.batch_size) < 0):
+    raise ValueError(f'config.bn_recalibration: batches must be -1 (auto), 0 (off) '
+                     f'or K > 0 and batch_size >= 0 (0: config.batch_size); got '
+                     f'batches={bn.batches}, batch_size={bn.batch_size}.')
   if config.dtype not in ('float32', 'bfloat16'):
     raise ValueError(f"config.dtype must be 'float32' or 'bfloat16', got "
                      f'{config.dtype!r}.')
