@@ -177,6 +177,11 @@ def run(checkpoint_dir: str, out: str, dataset: Optional[str] = None,
 
 def recalibrate_from_flags(config) -> str:
   """--recalibrate_*: loads the named split and writes the new checkpoint."""
+  out = FLAGS.recalibrated_out
+  if not out or os.path.exists(out):  # Before loading any data.
+    raise ValueError(f'--recalibrated_out={out} exists; refusing to overwrite it '
+                     '(give a new directory).' if out else
+                     '--recalibrated_out is required with --recalibrate_split.')
   from rrl_jax import data  # pylint: disable=g-import-not-at-top
   from rrl_jax.augment import default_augment_config  # pylint: disable=g-import-not-at-top
   cfg_data = config.dataset if config is not None else None
