@@ -46,7 +46,8 @@ def _moments_fn(model, mesh: Mesh, score_only: bool, augment_json: Optional[str]
     import ml_collections  # pylint: disable=g-import-not-at-top
     aug_cfg = ml_collections.ConfigDict(json.loads(augment_json))
 
-  def moments(variables, xa, xb, rng, index):
+  def moments(variables, xa, xb, rng_data, index):
+    rng = jax.random.wrap_key_data(rng_data)
     xa = xa.astype(jnp.float32) / (255.0 if xa.dtype == jnp.uint8 else 1.0)
     xb = xb.astype(jnp.float32) / (255.0 if xb.dtype == jnp.uint8 else 1.0)
     if aug_cfg is not None and aug_cfg.enabled:
@@ -62,6 +63,11 @@ def _moments_fn(model, mesh: Mesh, score_only: bool, augment_json: Optional[str]
   data = NamedSharding(mesh, P('data'))
   return jax.jit(moments, in_shardings=(repl, data, data, repl, repl),
                  out_shardings=repl)
+
+
+def _host_copy(x):
+  """A replicated array (or numpy) as numpy, on any process count."""
+  return np.asarray(x.addressable_data(0) if isinstance(x, jax.Array) else x)
 
 
 def _to_host(tree):
@@ -104,17 +110,19 @@ def recalibrate(model, variables: Mapping[str, Any], batches: Iterable[Mapping[s
   use_aug = augment_cfg is not None and bool(augment_cfg.enabled)
   fn = _moments_fn(model, mesh, score_only, _config_key(augment_cfg) if use_aug else None)
   rng = jax.random.key(0) if rng is None else rng
-  rng = jax.random.fold_in(rng, _RNG_TAG)
-  repl = NamedSharding(mesh, P())
-  device_vars = jax.device_put({'params': params, 'batch_stats': old_stats}, repl)
-  rng = jax.device_put(rng, repl)
+  # Host values identical on every process -> replicated global arrays (also
+  # across processes, where device_put of host data is not enough).
+  rng_data = replicate(np.asarray(jax.random.key_data(
+      jax.random.fold_in(rng, _RNG_TAG))), mesh)
+  device_vars = replicate(jax.tree.map(_host_copy, {'params': params,
+                                                    'batch_stats': old_stats}), mesh)
   total, count = None, 0
   for batch in batches:
     if num_batches is not None and count >= num_batches:
       break
     g = global_batch({'xa': batch['xa'], 'xb': batch['xb']}, mesh)
-    index = jax.device_put(np.int32(count), repl)
-    sown = _to_host(fn(device_vars, g['xa'], g['xb'], rng, index))
+    index = replicate(np.int32(count), mesh)
+    sown = _to_host(fn(device_vars, g['xa'], g['xb'], rng_data, index))
     total = sown if total is None else jax.tree.map(np.add, total, sown)
     count += 1
   if count == 0:
