@@ -16,8 +16,8 @@ CHANCE_FPR95 = 95.0
 
 
 def learning_config(tmp, seed=0, learning_rate=3e-3):
-  c = tiny_config(seed=seed, num_train_steps=40, eval_every=0, checkpoint_every=40,
-                  log_every=20, batch_size=32, eval_batch_size=200)
+  c = tiny_config(seed=seed, num_train_steps=80, eval_every=0, checkpoint_every=80,
+                  log_every=40, batch_size=32, eval_batch_size=200)
   c.model.widths = (8, 16, 16, 32, 32)
   c.dataset.name = 'synthetic'
   c.dataset.data_dir = os.path.join(tmp, 'tfds')
