@@ -31,7 +31,7 @@ def learning_config(tmp, seed=0, learning_rate=3e-3):
   return c
 
 
-def test_fpr95(tmp, **kw):
+def learned_metrics(tmp, **kw):
   summary = train.train_and_evaluate(learning_config(tmp, **kw),
                                      os.path.join(tmp, 'run'))
   with open(os.path.join(summary['workdir'], 'results', 'results.json')) as f:
@@ -40,12 +40,10 @@ def test_fpr95(tmp, **kw):
   return record['splits']['test']
 
 
-test_fpr95.__test__ = False  # a helper, not a test
-
-
 @pytest.mark.parametrize('seed', [0])
 def test_reduced_model_learns_far_better_than_chance(tmp_path, seed):
-  m = test_fpr95(str(tmp_path), seed=seed)
+  m = learned_metrics(str(tmp_path), seed=seed)
   print('seed', seed, 'test FPR95', m['fpr95'], 'AUC', m['auc'],
         'moving averages', m['moving_average'])
+  # Chance is FPR95 ~95 %, AUC 0.5 (measured with learning_rate=0: 98.5 %, 0.51).
   assert m['fpr95'] < 40.0 and m['auc'] > 0.85, m
