@@ -14,7 +14,7 @@ def get_config(arg: str = ''):
   c = default.get_config()
   c.dataset.name = 'synthetic'
   c.dataset.builder_kwargs = ml_collections.ConfigDict(dict(
-      num_train=4000, num_val=0, num_test=1000, seed=0, difficulty=0.1))
+      num_train=4000, num_val=0, num_test=1000, seed=0, difficulty=0.05))
   c.dataset.train_split = 'train'
   c.dataset.test_splits = ('test',)
   c.dataset.val_fraction = 0.1
@@ -24,9 +24,9 @@ def get_config(arg: str = ''):
   c.optimizer.learning_rate = 1e-3
   c.optimizer.schedule = 'cosine'
   c.batch_size = 32
-  c.num_train_steps = 150
+  c.num_train_steps = 120
   c.eval_every = 0             # Select once, at the end.
-  c.checkpoint_every = 150
+  c.checkpoint_every = 120
   c.log_every = 25
   c.eval_batch_size = 100
   c.bn_recalibration.batches = 8
