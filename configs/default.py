@@ -58,6 +58,13 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.vgg19_weights = VGG19_DEFAULT
   c.optimizer = default_optimizer_config()
   c.augment = default_augment_config()
+  # Precise BN (README "Precise BN"): before every selection evaluation and
+  # after training, BatchNorm statistics recomputed over `batches` training
+  # batches of `batch_size` pairs (0: config.batch_size), `augment`ed or not.
+  # batches: -1 = auto (16 for the clean protocol, 0 = moving averages for
+  # the paper protocol), 0 = off, K > 0 = K batches.
+  c.bn_recalibration = ml_collections.ConfigDict(dict(
+      batches=-1, batch_size=0, augment=False))
 
   c.dtype = 'float32'          # 'bfloat16': bf16 compute, float32 params.
   c.seed = 0
@@ -143,13 +150,15 @@ def _architecture_fields(model):
 
 def apply_paper_protocol(c: ml_collections.ConfigDict) -> None:
   """The official training recipe (REFERENCE "Training objective"): batch 64,
-  40 epochs of N/64 random batches, VGG19 perceptual loss, Keras Nadam lr 2e-4."""
+  40 epochs of N/64 random batches, VGG19 perceptual loss, Keras Nadam lr 2e-4,
+  BatchNorm moving averages at inference."""
   c.batch_size = 64
   c.num_epochs = 40
   c.data_mode = 'official'
   c.recon_loss = 'perceptual'
   c.optimizer.name = 'keras_nadam'
   c.optimizer.learning_rate = 2e-4
+  c.bn_recalibration.batches = 0  # The official code uses the moving averages.
 
 
 def apply_test_overrides(c: ml_collections.ConfigDict) -> None:
@@ -172,3 +181,4 @@ def apply_test_overrides(c: ml_collections.ConfigDict) -> None:
   c.eval_every = 2
   c.log_every = 1
   c.compilation_cache_dir = ''
+  c.bn_recalibration.batches = 2

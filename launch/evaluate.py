@@ -7,6 +7,15 @@ r"""Evaluates a checkpoint with the pruned model and writes a results folder.
 Splits default to the paper's test splits (VIS-NIR: the eight categories; OS,
 SEN1-2: test) or the config's `dataset.test_splits`. Writes results.json,
 results.md, roc.png, errors_<split>.png, scores.npz and optionally mgla.png.
+
+Precise BN for an existing checkpoint (README "Precise BN"): recalibrate the
+BatchNorm statistics over K batches of a named split, write a NEW checkpoint
+(the moving averages kept beside them; the input is never touched), then
+evaluate it (when --out is given) with both statistics side by side:
+
+  python -m launch.evaluate --checkpoint=DIR --config=configs/demo.py \
+      --recalibrate_split=train --recalibrate_batches=16 \
+      --recalibrated_out=DIR_BN --out=R
 """
 import importlib.util
 import os
@@ -15,7 +24,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from absl import app, flags, logging
 
-from rrl_jax import checkpoint, cli, evaluation, reports
+from rrl_jax import bn_recalibration, checkpoint, cli, evaluation, reports
 from rrl_jax import xla_cpu
 from rrl_jax.models import model_from_config
 
@@ -37,6 +46,14 @@ def define_flags() -> None:
   flags.DEFINE_integer('step', None, 'Checkpoint step (default: latest).')
   flags.DEFINE_integer('mgla_pairs', 4, 'Pairs in mgla.png (0: none).')
   flags.DEFINE_bool('mlpp', False, 'Also measure full vs pruned params/latency.')
+  flags.DEFINE_string('recalibrate_split', None, 'Precise BN: recompute the '
+                      'BatchNorm statistics over batches of this split.')
+  flags.DEFINE_integer('recalibrate_batches', 16, 'Precise BN: K batches.')
+  flags.DEFINE_integer('recalibrate_batch_size', 64, 'Precise BN: pairs per batch.')
+  flags.DEFINE_bool('recalibrate_augment', False, 'Precise BN: augment the batches '
+                    "with the config's (default) training augmentation.")
+  flags.DEFINE_string('recalibrated_out', None, 'Precise BN: the new checkpoint '
+                      'directory (must not exist).')
   cli.define_help_flags()
 
 
@@ -60,6 +77,51 @@ def default_splits(dataset: str, **data_kwargs) -> List[str]:
   from rrl_jax import data  # pylint: disable=g-import-not-at-top
   names = data.list_splits(dataset, **data_kwargs)
   return ['test'] if 'test' in names else [n for n in names if n != 'train']
+
+
+def recalibrate_checkpoint(checkpoint_dir: str, out_dir: str, split_data: Any, *,
+                           split: str, batches: int, batch_size: int,
+                           augment_cfg: Any = None, step: Optional[int] = None,
+                           seed: int = 0) -> str:
+  """Writes a new checkpoint with precise-BN statistics over `split_data`.
+
+  `split_data` is (patches, labels) of split `split`. The moving averages are
+  kept as moving_batch_stats; meta['bn_statistics'] records the recipe. Refuses
+  an existing `out_dir`, so the input is never overwritten. Returns the step path.
+  """
+  if not out_dir:
+    raise ValueError('--recalibrated_out is required with --recalibrate_split.')
+  out_dir = os.path.abspath(out_dir)
+  if os.path.exists(out_dir):
+    raise ValueError(f'--recalibrated_out={out_dir} exists; refusing to overwrite '
+                     'it (give a new directory).')
+  if batches < 1 or batch_size < 1:
+    raise ValueError(f'--recalibrate_batches={batches} and --recalibrate_batch_size='
+                     f'{batch_size} must be positive.')
+  import jax  # pylint: disable=g-import-not-at-top
+  from rrl_jax.train_step import make_mesh  # pylint: disable=g-import-not-at-top
+  variables, meta = checkpoint.load_variables(checkpoint_dir, step)
+  model = model_from_config(meta.get('model') or {})
+  mesh = make_mesh()
+  if batch_size % mesh.size:
+    raise ValueError(f'--recalibrate_batch_size={batch_size} is not divisible by '
+                     f'the {mesh.size} devices.')
+  patches, labels = split_data
+  patches = evaluation.check_pairs(patches, model.patch_size, name=split)
+  use_aug = augment_cfg is not None and bool(augment_cfg.enabled)
+  new_stats = bn_recalibration.recalibrate(
+      model, variables,
+      bn_recalibration.training_batches(patches, labels, batch_size, seed, batches),
+      mesh, augment_cfg=augment_cfg if use_aug else None,
+      rng=jax.random.key(seed), num_batches=batches)
+  info = {'kind': 'recalibrated', 'batches': batches, 'batch_size': batch_size,
+          'augment': use_aug, 'split': split}
+  moving = checkpoint.load_moving_batch_stats(checkpoint_dir, step)
+  new_meta = dict(meta, bn_statistics=info,
+                  recalibrated_from=os.path.abspath(checkpoint_dir))
+  return checkpoint.save_variables(
+      out_dir, {'params': variables['params'], 'batch_stats': new_stats}, new_meta,
+      moving_batch_stats=moving if moving is not None else variables['batch_stats'])
 
 
 def run(checkpoint_dir: str, out: str, dataset: Optional[str] = None,
@@ -98,12 +160,49 @@ def run(checkpoint_dir: str, out: str, dataset: Optional[str] = None,
   results = evaluation.evaluate_splits(model, variables, split_data, batch_size,
                                        dataset=dataset, return_scores=True,
                                        progress=progress)
+  info = dict(meta.get('bn_statistics') or {})
+  moving = checkpoint.load_moving_batch_stats(checkpoint_dir, step)
+  if moving is not None:
+    info = bn_recalibration.evaluate_moving_averages(
+        results, model, variables, moving, split_data, batch_size, None, info)
+  elif info.get('kind') != 'recalibrated':
+    info = {'kind': 'moving_average', 'batches': 0}
+  info.setdefault('description', bn_recalibration.describe(
+      info if info.get('kind') == 'recalibrated' else None))
   effect = evaluation.mlpp_effect(model, variables) if mlpp else None
   return reports.write_reports(
       out, results, split_data, dataset=dataset, protocol=protocol,
       checkpoint=os.path.abspath(checkpoint_dir), mlpp=effect, model=model,
       variables=variables, mgla_pairs=mgla_pairs,
-      extra={'batch_size': batch_size, 'checkpoint_meta': meta})
+      extra={'batch_size': batch_size, 'checkpoint_meta': meta,
+             'bn_statistics': info})
+
+
+def recalibrate_from_flags(config, checkpoint_dir: str) -> str:
+  """--recalibrate_*: loads the named split and writes the new checkpoint."""
+  out = FLAGS.recalibrated_out
+  if not out or os.path.exists(out):  # Before loading any data.
+    raise ValueError(f'--recalibrated_out={out} exists; refusing to overwrite it '
+                     '(give a new directory).' if out else
+                     '--recalibrated_out is required with --recalibrate_split.')
+  from rrl_jax import data  # pylint: disable=g-import-not-at-top
+  from rrl_jax.augment import default_augment_config  # pylint: disable=g-import-not-at-top
+  cfg_data = config.dataset if config is not None else None
+  dataset = FLAGS.dataset or (cfg_data.name if cfg_data is not None else None)
+  if not dataset:
+    raise ValueError('give --dataset=NAME or --config=FILE.')
+  kwargs = dict(cfg_data.get('builder_kwargs', {}) if cfg_data else {})
+  kwargs.update(data_dir=FLAGS.data_dir or (cfg_data.get('data_dir') if cfg_data else None) or None,
+                manual_dir=FLAGS.manual_dir or (cfg_data.get('manual_dir') if cfg_data else None) or None)
+  split = data.load_split(dataset, FLAGS.recalibrate_split, **kwargs)
+  aug = None
+  if FLAGS.recalibrate_augment:
+    aug = config.augment if config is not None else default_augment_config()
+  return recalibrate_checkpoint(
+      checkpoint_dir, FLAGS.recalibrated_out, split, split=FLAGS.recalibrate_split,
+      batches=FLAGS.recalibrate_batches, batch_size=FLAGS.recalibrate_batch_size,
+      augment_cfg=aug, step=FLAGS.step,
+      seed=int(config.seed) if config is not None else 0)
 
 
 def main(argv):
@@ -114,12 +213,18 @@ def main(argv):
     sys.exit('launch.evaluate: error: --checkpoint is required.')
   try:
     config = load_config(FLAGS.config) if FLAGS.config else None
-    ckpt, note = checkpoint.resolve_workdir(FLAGS.checkpoint)
+    checkpoint_dir, note = checkpoint.resolve_workdir(FLAGS.checkpoint)
     if note:
       print(note)
-    record = run(ckpt, FLAGS.out, FLAGS.dataset, config,
+    if FLAGS.recalibrate_split:
+      checkpoint_dir = recalibrate_from_flags(config, checkpoint_dir)
+      print(f'Recalibrated checkpoint written to {checkpoint_dir}')
+      if not FLAGS.out:
+        return
+    record = run(checkpoint_dir, FLAGS.out, FLAGS.dataset, config,
                  FLAGS.splits, FLAGS.data_dir, FLAGS.manual_dir,
-                 FLAGS.batch_size, FLAGS.protocol, FLAGS.step,
+                 FLAGS.batch_size, FLAGS.protocol,
+                 None if FLAGS.recalibrate_split else FLAGS.step,
                  FLAGS.mgla_pairs, FLAGS.mlpp, progress=True)
   except (ValueError, OSError, checkpoint.CheckpointError) as e:
     sys.exit(f'launch.evaluate: error: {e}')

@@ -83,6 +83,17 @@ def _parse_flags(argv):
     sys.exit(1)
 
 
+def quiet_console() -> None:
+  """Our progress bar and lines only: no TFDS/absl/Orbax chatter (--verbosity=0
+  or higher brings it back)."""
+  import warnings  # pylint: disable=g-import-not-at-top
+  logging.set_verbosity(logging.ERROR)  # TFDS "Using custom data configuration".
+  warnings.filterwarnings('ignore', category=DeprecationWarning)
+  warnings.filterwarnings('ignore', category=FutureWarning)
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  tfds.disable_progress_bar()
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
@@ -90,7 +101,7 @@ def main(argv):
     print('\n'.join(cli.config_lines(_CONFIG.value)))
     return
   if not flags.FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)  # Orbax is chatty at INFO.
+    quiet_console()
   xla_cpu.apply_xla_flags()  # Before the backend starts (measured faster).
   distributed.initialize(_COORD.value, _NPROC.value, _PID.value,
                          cpu_collectives=_CPU_COLL.value)

@@ -5,6 +5,8 @@ A checkpoint directory holds numbered steps, each with named items:
   batch_stats  BatchNorm moving statistics               -- always
   meta         JSON: {'format': 'rrl_jax', 'model': {...RRLNet kwargs},
                'inference_only': bool, 'source': ..., ...} -- always
+  moving_batch_stats  BatchNorm moving averages, where batch_stats holds
+               recalibrated population statistics (precise BN) -- optional
   opt_state    optimizer state                           -- training only
   train_state  JSON: step, data iterator position, PRNG  -- training only
 Parameters and statistics restore on their own (`load_variables`), so training
@@ -18,7 +20,8 @@ import orbax.checkpoint as ocp
 FORMAT = 'rrl_jax'
 PARAMS, BATCH_STATS, META, OPT_STATE, TRAIN_STATE = (
     'params', 'batch_stats', 'meta', 'opt_state', 'train_state')
-ITEM_NAMES = (PARAMS, BATCH_STATS, META, OPT_STATE, TRAIN_STATE)
+MOVING_BATCH_STATS = 'moving_batch_stats'
+ITEM_NAMES = (PARAMS, BATCH_STATS, META, OPT_STATE, TRAIN_STATE, MOVING_BATCH_STATS)
 
 
 class CheckpointError(ValueError):
@@ -33,8 +36,11 @@ def manager(directory: str, **options) -> ocp.CheckpointManager:
 
 
 def save_variables(directory: str, variables: Dict[str, Any], meta: Dict[str, Any],
-                   step: int = 0) -> str:
+                   step: int = 0, moving_batch_stats: Optional[Any] = None) -> str:
   """Writes params + batch_stats + meta as step `step`; returns the step path.
+
+  `moving_batch_stats`: the moving averages, kept beside recalibrated
+  batch_stats (README "Precise BN").
 
   Orbax writes into a temporary directory and renames it when complete, so an
   interrupted save never leaves a readable half checkpoint.
@@ -47,7 +53,9 @@ def save_variables(directory: str, variables: Dict[str, Any], meta: Dict[str, An
   mngr.save(step, args=ocp.args.Composite(**{
       PARAMS: ocp.args.StandardSave(variables['params']),
       BATCH_STATS: ocp.args.StandardSave(variables.get('batch_stats', {})),
-      META: ocp.args.JsonSave(meta)}))
+      META: ocp.args.JsonSave(meta),
+      **({} if moving_batch_stats is None else
+         {MOVING_BATCH_STATS: ocp.args.StandardSave(moving_batch_stats)})}))
   mngr.wait_until_finished()
   mngr.close()
   return os.path.join(os.path.abspath(directory), str(step))
@@ -127,3 +135,22 @@ def load_variables(path: str, step: Optional[int] = None
     raise CheckpointError(f'{directory}/{step}: cannot restore parameters '
                           f'({type(e).__name__}: {e}).') from e
   return {'params': restored[PARAMS], 'batch_stats': restored[BATCH_STATS]}, meta
+
+
+def has_item(path: str, item: str, step: Optional[int] = None) -> bool:
+  directory, step = _resolve(path, step)
+  return os.path.isdir(os.path.join(directory, str(step), item))
+
+
+def load_moving_batch_stats(path: str, step: Optional[int] = None) -> Optional[Any]:
+  """The moving averages kept beside recalibrated statistics, or None."""
+  directory, step = _resolve(path, step)
+  if not has_item(directory, MOVING_BATCH_STATS, step):
+    return None
+  mngr = ocp.CheckpointManager(directory, item_names=ITEM_NAMES)
+  try:
+    return mngr.restore(step, args=ocp.args.Composite(**{
+        MOVING_BATCH_STATS: ocp.args.StandardRestore()}))[MOVING_BATCH_STATS]
+  except Exception as e:  # pylint: disable=broad-except
+    raise CheckpointError(f'{directory}/{step}: cannot restore {MOVING_BATCH_STATS} '
+                          f'({type(e).__name__}: {e}).') from e

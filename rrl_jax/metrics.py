@@ -1,14 +1,15 @@
 """Patch-matching metrics, as the official test code computes them.
 
 REFERENCE "Evaluation protocol": FPR95 = FPR at TPR 0.95 from
-`sklearn.metrics.roc_curve(labels, scores)`, linearly interpolated with the
-semantics of `scipy.interpolate.interp1d(tpr, fpr)(0.95)`, in percent.
+`sklearn.metrics.roc_curve(labels, scores)`, linearly interpolated by
+`scipy.interpolate.interp1d(tpr, fpr)(0.95)` (both called as such), in percent.
 Accuracy / precision / recall / F1 threshold the score as the official code
 does (`score > 0.5` is a match).
 """
 from typing import Any, Dict, Mapping, Sequence, Tuple
 
 import numpy as np
+from scipy import interpolate
 from sklearn import metrics as skm
 
 TARGET_TPR = 0.95
@@ -52,26 +53,18 @@ def roc(labels: Any, scores: Any) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
   return skm.roc_curve(labels, scores)
 
 
-def interp_like_interp1d(x: np.ndarray, y: np.ndarray, x_new: float) -> float:
-  """`scipy.interpolate.interp1d(x, y)(x_new)` for linear interpolation.
-
-  Same arithmetic: stable sort by x, left searchsorted clipped to [1, n-1],
-  then y_lo + slope * (x_new - x_lo). Raises when x_new is outside [x0, xn].
-  """
-  order = np.argsort(x, kind='mergesort')
-  x, y = np.asarray(x, np.float64)[order], np.asarray(y, np.float64)[order]
-  if not x[0] <= x_new <= x[-1]:
-    raise ValueError(f'{x_new} is outside the interpolation range '
-                     f'[{x[0]}, {x[-1]}].')
-  hi = int(np.clip(np.searchsorted(x, x_new), 1, len(x) - 1))
-  lo = hi - 1
-  slope = (y[hi] - y[lo]) / (x[hi] - x[lo])
-  return float(slope * (x_new - x[lo]) + y[lo])
-
-
 def fpr_at_tpr(fpr: np.ndarray, tpr: np.ndarray, target: float = TARGET_TPR) -> float:
-  """FPR (fraction) at TPR `target` from an ROC curve, interp1d semantics."""
-  return interp_like_interp1d(tpr, fpr, target)
+  """`scipy.interpolate.interp1d(tpr, fpr)(target)`: FPR (fraction) at TPR `target`.
+
+  Called, not re-derived: where TPR equals `target` at several ROC points
+  (tied scores), interp1d decides which FPR is returned.
+  """
+  tpr, fpr = np.asarray(tpr, np.float64), np.asarray(fpr, np.float64)
+  if tpr.size < 2 or not tpr.min() <= target <= tpr.max():
+    raise ValueError(f'TPR {target} is outside the ROC curve\'s TPR range '
+                     f'[{tpr.min() if tpr.size else None}, '
+                     f'{tpr.max() if tpr.size else None}].')
+  return float(interpolate.interp1d(tpr, fpr)(target))
 
 
 def fpr95(labels: Any, scores: Any) -> float:

@@ -68,20 +68,28 @@ def results_markdown(record: Mapping[str, Any]) -> str:
            f'**Data:** {record["data_note"]}', '',
            f'Checkpoint: `{record.get("checkpoint") or "-"}`; protocol: '
            f'{record["protocol"]}; pruned (MLPP) inference subtree.', '',
-           '| split | pairs | FPR95 (%) ours | FPR95 (%) published RRL-Net | AUC '
-           '| accuracy | precision | recall | F1 |',
-           '|---|---|---|---|---|---|---|---|---|']
+           f'**BatchNorm statistics:** {bn_statistics_line(record)}.', '']
+  moving = 'moving_average' in record['mean']
+  lines += ['| split | pairs | FPR95 (%) ours '
+            + ('| FPR95 (%) moving averages ' if moving else '')
+            + '| FPR95 (%) published RRL-Net | AUC '
+            '| accuracy | precision | recall | F1 |',
+            '|---|---|---|---|---|---|---|---|---|' + ('---|' if moving else '')]
+
+  def row(label, n, m, pub, bold=False):
+    fpr = f'**{_fmt(m["fpr95"])}**' if bold else _fmt(m['fpr95'])
+    ma = (f' {_fmt(m["moving_average"]["fpr95"])} |' if moving else '')
+    return (f'| {label} | {n} | {fpr} |{ma} {_fmt(pub)} | {_fmt(m["auc"], 4)} | '
+            f'{_fmt(m["accuracy"], 4)} | {_fmt(m["precision"], 4)} | '
+            f'{_fmt(m["recall"], 4)} | {_fmt(m["f1"], 4)} |')
+
   for name, m in record['splits'].items():
-    lines.append(f'| {name} | {m["n"]} | {_fmt(m["fpr95"])} | '
-                 f'{_fmt(published.get(name))} | {_fmt(m["auc"], 4)} | '
-                 f'{_fmt(m["accuracy"], 4)} | {_fmt(m["precision"], 4)} | '
-                 f'{_fmt(m["recall"], 4)} | {_fmt(m["f1"], 4)} |')
-  mean = record['mean']
-  lines.append(f'| **mean** ({len(record["mean_over"])} splits) | - | '
-               f'**{_fmt(mean["fpr95"])}** | {_fmt(published.get("mean"))} | '
-               f'{_fmt(mean["auc"], 4)} | {_fmt(mean["accuracy"], 4)} | '
-               f'{_fmt(mean["precision"], 4)} | {_fmt(mean["recall"], 4)} | '
-               f'{_fmt(mean["f1"], 4)} |')
+    lines.append(row(name, m['n'], m, published.get(name)))
+  lines.append(row(f'**mean** ({len(record["mean_over"])} splits)', '-',
+                   record['mean'], published.get('mean'), bold=True))
+  if moving:
+    lines += ['', 'FPR95 with the moving averages: the same weights scored with '
+              'the BatchNorm moving averages kept in the checkpoint.']
   if record.get('complete_benchmark') is False:
     lines += ['', 'The mean is over the splits present, not all eight VIS-NIR '
               'test categories: it is not the published mean.']
@@ -107,6 +115,35 @@ def results_markdown(record: Mapping[str, Any]) -> str:
   if files:
     lines += ['', 'Figures: ' + ', '.join(f'[{k}]({v})' for k, v in files.items())]
   return '\n'.join(lines) + '\n'
+
+
+def bn_statistics_line(record: Mapping[str, Any]) -> str:
+  info = record.get('bn_statistics')
+  if not info:
+    return 'as stored in the checkpoint (batch_stats)'
+  return info.get('description') or info.get('kind', '-')
+
+
+def console_summary(outdir: str) -> str:
+  """A few lines for the end of a run: metrics per split and where the files are."""
+  with open(os.path.join(outdir, 'results.json')) as f:
+    record = json.load(f)
+  moving = 'moving_average' in record['mean']
+  head = f'{"split":<12} {"FPR95 %":>8} {"AUC":>7} {"acc@0.5":>8}'
+  head += f' {"FPR95 % (moving avg.)":>22}' if moving else ''
+  lines = [f'BN statistics: {bn_statistics_line(record)}', head]
+  rows = list(record['splits'].items()) + [('mean', record['mean'])]
+  for name, m in rows:
+    line = (f'{name:<12} {m["fpr95"]:8.2f} {m["auc"]:7.4f} {m["accuracy"]:8.4f}')
+    if moving:
+      line += f' {m["moving_average"]["fpr95"]:22.2f}'
+    lines.append(line)
+  files = record.get('files', {})
+  lines.append(f'Results: {os.path.join(outdir, "results.md")}')
+  pictures = [v for k, v in files.items() if v.endswith('.png')]
+  if pictures:
+    lines.append(f'Pictures in {outdir}: {", ".join(pictures)}')
+  return '\n'.join(lines)
 
 
 def plot_roc(path: str, labels: Mapping[str, Any], scores: Mapping[str, Any]) -> None:

@@ -24,6 +24,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import tqdm
 
+from rrl_jax import bn_recalibration
 from rrl_jax import checkpoint as ckpt_lib
 from rrl_jax import data as data_lib
 from rrl_jax import evaluation
@@ -35,7 +36,9 @@ from rrl_jax import vgg19
 from rrl_jax.data.pipeline import BatchIterator
 # The run's parts, re-exported: callers use train.<name>.
 from rrl_jax.errors import ConfigError, UserError
-from rrl_jax.train_checkpoints import (NoCheckpointError, checkpoint_meta,
+from rrl_jax.train_checkpoints import (NoCheckpointError, best_items,
+                                       checkpoint_meta,
+                                       load_local_moving_batch_stats,
                                        load_local_variables, reconcile_best,
                                        restore_latest, save_checkpoint)
 from rrl_jax.train_step import (TrainState, global_batch, init_state,
@@ -223,16 +226,21 @@ def _train_and_evaluate(config, workdir, restart_from_scratch, return_variables)
             'protocol': config.protocol}
 
   def evaluate_and_select(step):
-    fpr = selection_fpr95(model, variables_host(), datasets['select'],
+    # Precise BN (off: None): the selection scores, and best/ holds, recalibrated
+    # statistics; the moving averages in `state` train on untouched.
+    variables = variables_host()
+    recal = bn_recalibration.for_run(model, variables, datasets['train'], config,
+                                     mesh, run_key)
+    if recal is not None:
+      variables = dict(variables, batch_stats=recal)
+    fpr = selection_fpr95(model, variables, datasets['select'],
                           config.eval_batch_size, emesh,
                           config.dataset.selection_slice_size)
     improved = best['fpr95'] is None or fpr < best['fpr95']
     if improved:
       best.update(fpr95=fpr, step=int(step))
       best_mngr.save(step, args=ocp.args.Composite(**{
-          ckpt_lib.PARAMS: ocp.args.StandardSave(state.params),
-          ckpt_lib.BATCH_STATS: ocp.args.StandardSave(state.batch_stats),
-          ckpt_lib.META: ocp.args.JsonSave(checkpoint_meta(config)),
+          **best_items(state, recal, mesh, config),
           ckpt_lib.TRAIN_STATE: ocp.args.JsonSave(
               {'step': int(step), 'selection_fpr95': fpr,
                'protocol': config.protocol})}), force=True)
@@ -302,6 +310,10 @@ def _train_and_evaluate(config, workdir, restart_from_scratch, return_variables)
       model, best_vars, datasets['test'], config.eval_batch_size, mesh=emesh,
       dataset=config.dataset.name, return_scores=True)
   scores = results.pop('scores')
+  bn_info = bn_recalibration.evaluate_moving_averages(
+      results, model, best_vars, load_local_moving_batch_stats(
+          os.path.join(workdir, BEST_DIR), state), datasets['test'],
+      config.eval_batch_size, emesh, bn_recalibration.settings(config))
   summary = {'workdir': workdir, 'protocol': config.protocol,
              'selection': ('validation split carved from the training data'
                            if config.protocol == 'clean' and not config.dataset.val_split
@@ -322,11 +334,13 @@ def _train_and_evaluate(config, workdir, restart_from_scratch, return_variables)
         checkpoint=os.path.join(workdir, BEST_DIR),
         extra={'selection': summary['selection'],
                'selected_step': best['step'],
-               'selection_fpr95': best['fpr95'], 'final_step': int(step)})
+               'selection_fpr95': best['fpr95'], 'final_step': int(step),
+               'bn_statistics': bn_info})
     with open(os.path.join(outdir, 'summary.json'), 'w') as f:
       json.dump(summary, f, indent=2, default=str)
     print(f'Training done ({step} steps, {config.protocol} protocol, selected step '
-          f'{best["step"]}). Results: {outdir}', flush=True)
+          f'{best["step"]}).', flush=True)
+    print(reports.console_summary(outdir), flush=True)
   if return_variables:
     summary['variables'] = variables_host()
   if jax.process_count() > 1:  # Everyone leaves once the reports are written.

@@ -254,3 +254,43 @@ def load_local_variables(directory: str, like: TrainState,
   mngr.close()
   return {'params': to_host(r[ckpt_lib.PARAMS]),
           'batch_stats': to_host(r[ckpt_lib.BATCH_STATS])}
+
+
+def best_items(state: TrainState, recalibrated: Optional[Any], mesh,
+               config) -> Dict[str, Any]:
+  """params, batch_stats and meta of a best checkpoint (Orbax save args).
+
+  With precise BN, batch_stats are the recalibrated statistics (what was
+  evaluated), the moving averages are kept as moving_batch_stats and meta
+  says which statistics batch_stats holds ('bn_statistics').
+  """
+  from rrl_jax import bn_recalibration  # pylint: disable=g-import-not-at-top
+  meta = checkpoint_meta(config)
+  meta['bn_statistics'] = (
+      {'kind': 'moving_average', 'batches': 0} if recalibrated is None else
+      dict(bn_recalibration.settings(config), kind='recalibrated', split='train'))
+  items = {ckpt_lib.PARAMS: ocp.args.StandardSave(state.params),
+           ckpt_lib.META: ocp.args.JsonSave(meta)}
+  if recalibrated is None:
+    items[ckpt_lib.BATCH_STATS] = ocp.args.StandardSave(state.batch_stats)
+  else:
+    items[ckpt_lib.BATCH_STATS] = ocp.args.StandardSave(
+        bn_recalibration.replicate(recalibrated, mesh))
+    items[ckpt_lib.MOVING_BATCH_STATS] = ocp.args.StandardSave(state.batch_stats)
+  return items
+
+
+def load_local_moving_batch_stats(directory: str, like: TrainState,
+                                  step: Optional[int] = None) -> Optional[Any]:
+  """The moving averages kept in a best checkpoint (numpy), or None."""
+  mngr = ckpt_lib.manager(directory)
+  step = mngr.latest_step() if step is None else step
+  if not os.path.isdir(os.path.join(directory, str(step),
+                                    ckpt_lib.MOVING_BATCH_STATS)):
+    mngr.close()
+    return None
+  target = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), like.batch_stats)
+  r = mngr.restore(step, args=ocp.args.Composite(**{
+      ckpt_lib.MOVING_BATCH_STATS: ocp.args.StandardRestore(target)}))
+  mngr.close()
+  return to_host(r[ckpt_lib.MOVING_BATCH_STATS])

@@ -29,7 +29,10 @@ CONFIG_FILE = 'config.json'
 # change them without --allow_config_change (e.g. to extend training).
 RUN_LENGTH_KEYS = ('num_train_steps', 'num_epochs', 'eval_every', 'log_every',
                    'checkpoint_every', 'keep', 'eval_batch_size',
-                   'compilation_cache_dir')
+                   'compilation_cache_dir',
+                   # Evaluation only: which BatchNorm statistics are scored.
+                   'bn_recalibration.batches', 'bn_recalibration.batch_size',
+                   'bn_recalibration.augment')
 
 
 LOCK_FILE = 'run.lock'
@@ -187,6 +190,12 @@ def config_problems(config, device_count: Optional[int] = None) -> list:
     problems.append(f'config.num_train_steps={steps!r} and config.num_epochs='
                     f'{epochs!r}: set num_train_steps > 0 or num_epochs > 0')
   problems += _model_problems(config, models)
+  bn = config.get('bn_recalibration')
+  if bn is not None:
+    need('bn_recalibration.batches', lambda v: _is_int(v) and v >= -1,
+         'must be -1 (auto: on for the clean protocol), 0 (off) or K > 0')
+    need('bn_recalibration.batch_size', lambda v: _is_int(v) and v >= 0,
+         'must be 0 (config.batch_size) or an integer > 0')
   valid_kwargs = _builder_kwargs(config.dataset.name, data_lib.BUILDERS)
   given = config.dataset.get('builder_kwargs') or {}
   unknown = sorted(set(given.keys()) - valid_kwargs) if valid_kwargs is not None else []

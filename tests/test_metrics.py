@@ -24,6 +24,51 @@ def test_fpr95_matches_official_with_many_ties(seed):
       official_fpr95(labels, scores), abs=1e-12)
 
 
+def test_tpr_hits_095_at_two_roc_points():
+  """19 of 20 matches score 0.9, 4 of 10 non-matches 0.5: TPR is 0.95 at FPR 0 and
+  at FPR 0.4. interp1d returns the later point (40 %); the first point (0 %) is
+  what a searchsorted-left re-derivation of its arithmetic returned."""
+  labels = np.array([1] * 20 + [0] * 10)
+  scores = np.array([0.9] * 19 + [0.1] + [0.5] * 4 + [0.05] * 6)
+  fpr, tpr, _ = skm.roc_curve(labels, scores)
+  at = np.flatnonzero(tpr == 0.95)
+  assert len(at) == 2 and fpr[at[0]] == 0.0 and fpr[at[1]] == 0.4
+  assert official_fpr95(labels, scores) == 40.0
+  assert metrics.fpr95(labels, scores) == 40.0
+  assert metrics.summarize(labels, scores)['fpr95'] == 40.0
+  # The earlier re-derivation (stable sort, left searchsorted) gave the other point.
+  hi = int(np.clip(np.searchsorted(tpr, 0.95), 1, len(tpr) - 1))
+  old = fpr[hi - 1] + (fpr[hi] - fpr[hi - 1]) / (tpr[hi] - tpr[hi - 1]) * (
+      0.95 - tpr[hi - 1])
+  assert 100.0 * old == 0.0
+
+
+@pytest.mark.parametrize('seed', range(6))
+def test_fpr95_property_heavy_ties(seed):
+  """Many random sets with rounded and saturated (0 / 1, float32) scores, many of
+  them with 0.95 x matches an integer, equal sklearn + scipy to 1e-12."""
+  rng = np.random.default_rng(1000 + seed)
+  doubles = 0
+  for _ in range(100):
+    n_pos = int(rng.choice([20, 40, 60, 100, int(rng.integers(2, 300))]))
+    n_neg = int(rng.integers(1, 300))
+    labels = rng.permutation(np.r_[np.ones(n_pos, int), np.zeros(n_neg, int)])
+    kind = rng.integers(3)
+    raw = rng.normal(1.5 * labels, 1.5)
+    if kind == 0:  # rounded scores
+      levels = int(rng.integers(2, 20))
+      scores = np.round((1 / (1 + np.exp(-raw))) * levels) / levels
+    elif kind == 1:  # saturated float32 sigmoids: many exact 0s and 1s
+      scores = (1 / (1 + np.exp(-np.float32(12) * raw.astype(np.float32))))
+    else:  # a few values only, saturated at both ends
+      scores = np.clip(np.round(raw), 0, 1).astype(np.float64)
+    fpr, tpr, _ = skm.roc_curve(labels, scores)
+    doubles += int(np.sum(tpr == 0.95) >= 2)
+    assert metrics.fpr95(labels, scores) == pytest.approx(
+        official_fpr95(labels, scores), abs=1e-12, rel=0)
+  assert doubles > 0  # the case that matters is among the draws
+
+
 def test_fpr95_float32_scores_and_column_inputs():
   rng = np.random.default_rng(1)
   labels = rng.integers(0, 2, (300, 1))

@@ -8,7 +8,7 @@ import pytest
 from rrl_jax import metric_writers
 from rrl_jax import train
 from rrl_jax import vgg19
-from tests.train_helpers import params_of, tiny_config
+from tests.train_helpers import max_abs_diff, params_of, tiny_config
 
 WEIGHTS = {'stage3': 2.0, 'stage4': 0.5, 'stage5': 1.0, 'module3': 0.0,
            'module4': 1.0, 'module5': 3.0, 'recon_a': 10.0, 'recon_b': 0.25}
@@ -50,6 +50,28 @@ def test_metrics_logged_and_weights_reach_total(one_step_run):
   assert 0.0 <= rec['accuracy'] <= 1.0
   (ev,) = metric_writers.read_metrics(workdir, 'eval')
   assert 'selection_fpr95' in ev
+
+
+def test_best_holds_recalibrated_statistics_and_the_moving_averages(one_step_run):
+  from rrl_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  workdir, _ = one_step_run
+  best_dir = os.path.join(workdir, 'best')
+  best, trained = params_of(workdir, 'best'), params_of(workdir)  # both step 1
+  assert max_abs_diff(best['params'], trained['params']) == 0.0
+  # batch_stats of best/ are precise-BN statistics; the moving averages are kept.
+  assert max_abs_diff(best['batch_stats'], trained['batch_stats']) > 1e-4
+  moving = checkpoint.load_moving_batch_stats(best_dir)
+  assert max_abs_diff(moving, trained['batch_stats']) == 0.0
+  assert checkpoint.load_meta(best_dir)[0]['bn_statistics'] == {
+      'kind': 'recalibrated', 'batches': 2, 'batch_size': 8, 'augment': False,
+      'split': 'train'}
+  assert checkpoint.load_moving_batch_stats(os.path.join(workdir, 'checkpoints')) is None
+  with open(os.path.join(workdir, 'results', 'results.json')) as f:
+    record = json.load(f)
+  assert record['bn_statistics']['kind'] == 'recalibrated'
+  assert set(record['splits']['test']['moving_average']) >= {'fpr95', 'auc', 'accuracy'}
+  with open(os.path.join(workdir, 'results', 'results.md')) as f:
+    assert 'FPR95 (%) moving averages' in f.read()
 
 
 def test_missing_vgg19_fails_before_anything(tmp_path):

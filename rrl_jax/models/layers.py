@@ -21,6 +21,9 @@ LEAKY_SLOPE = 0.1
 # Keras training replay (tests/test_train_replay.py) past the float32
 # reordering floor, so it is OFF; the two-pass variance is what Keras computes.
 BN_ONE_PASS = False
+# Collection where training-mode BatchNorm sows (mean, unbiased variance) of its
+# batch when it is mutable.
+BATCH_MOMENTS = 'batch_moments'
 
 
 class BatchNorm(nn.Module):
@@ -61,6 +64,11 @@ class BatchNorm(nn.Module):
       if not self.is_initializing():
         n = xf.size // features
         unbiased = var * (n / max(n - 1, 1))
+        # The batch moments the moving averages are fed with, for precise-BN
+        # population statistics (rrl_jax/bn_recalibration.py); a no-op unless
+        # the BATCH_MOMENTS collection is mutable.
+        self.sow(BATCH_MOMENTS, 'mean', mean)
+        self.sow(BATCH_MOMENTS, 'var', unbiased)
         decay = 1.0 - self.momentum
         moving_mean.value = moving_mean.value - (moving_mean.value - mean) * decay
         moving_var.value = moving_var.value - (moving_var.value - unbiased) * decay
