@@ -1,4 +1,4 @@
-"""A/B timing of the real train step with module switches flipped (README "Speed").
+"""A/B timing of the real train step with module switches flipped (README "Benchmarks").
 
   python -m launch.bench_ab --variants='bn=rrl_jax.models.layers.BN_CUSTOM_VJP' --rounds=15
 

@@ -36,3 +36,16 @@ def test_bench_rejects_unknown_part():
   import pytest
   with pytest.raises(SystemExit):
     bench.parse_args(['--parts=nope'])
+
+
+def test_bench_train_rows_time_the_real_step():
+  """'train' is the step training runs (augmentation on); 'trainpure' without."""
+  result = bench.run(bench.parse_args(SMALL + [
+      '--parts=train,trainpure', '--dtypes=float32', '--devices=one',
+      '--train_batch_sizes=4', '--repeats=1', '--warmup=0']))
+  rows = {r['part']: r for r in result['rows']}
+  assert set(rows) == {'train', 'trainpure'}
+  assert rows['train']['augment'] and not rows['trainpure']['augment']
+  for row in rows.values():
+    assert row['step'] == 'rrl_jax.train_step.make_train_step'
+    assert row['step_s'] > 0 and row['flops_per_pair'] > 0
