@@ -8,11 +8,13 @@
 Parts (--parts, comma separated):
   peak      large matmul (--peak_n) in float32 and bfloat16: the device's
             measured FLOP/s ceiling that every other row is compared against.
-  train     the jitted train step of rrl_jax.train (state donated; forward in
-            train mode, the model's official objective (RRL-Net: 6 BCE + 2
-            reconstruction losses), gradients, its optimizer, BatchNorm
-            statistics) at --train_batch_sizes; --recon_loss=mse (default, the
-            issue's reference workload) or perceptual.
+  train     the step training runs: rrl_jax.train_step.make_train_step with
+            configs/default.py:<--model> (on-device augmentation on; state
+            donated; forward in train mode, the model's official objective
+            (RRL-Net: 6 BCE + 2 reconstruction losses), gradients, its
+            optimizer, BatchNorm statistics) at --train_batch_sizes;
+            --recon_loss=mse (default, the reference workload) or perceptual.
+  trainpure the same step with augmentation off.
   infer     MLPP inference: the pruned subtree, score_only=True (the deployed
             match logit) at --infer_batch_sizes.
   full      the full model in inference mode returning all outputs (so jit
@@ -56,7 +58,8 @@ from rrl_jax import pruning
 from rrl_jax import xla_cpu as perf
 from rrl_jax.models import RRLNet, variants
 
-PARTS = ('peak', 'train', 'infer', 'full', 'pipeline', 'folded', 'match')
+PARTS = ('peak', 'train', 'trainpure', 'infer', 'full', 'pipeline', 'folded',
+         'match')
 
 
 # ----------------------------------------------------------------------------
@@ -256,39 +259,26 @@ def bench_infer(args, dtype: str, which: str, batch: int, full: bool):
   return row
 
 
-def _own_train_step(model, tx, recon_loss, model_name='rrl_net'):
-  """Equivalent of rrl_jax.train's step, used when that module is unavailable."""
-  from rrl_jax import losses  # pylint: disable=g-import-not-at-top
-  import optax  # pylint: disable=g-import-not-at-top
+def bench_train(args, dtype: str, which: str, batch: int, augment: bool):
+  """The real training step (rrl_jax.train_step.make_train_step), nothing else.
 
-  def step_fn(state, batch):
-    params, batch_stats, opt_state = state
-    xa, xb, labels = batch['xa'], batch['xb'], batch['label']
-
-    def loss_fn(p):
-      outputs, new_vars = model.apply({'params': p, 'batch_stats': batch_stats},
-                                      xa, xb, train=True, mutable=['batch_stats'])
-      terms = losses.objective_terms(model_name, outputs, labels, xa, xb,
-                                     recon_loss)
-      return losses.objective_total(model_name, terms, {}), new_vars['batch_stats']
-
-    (total, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return (optax.apply_updates(params, updates), new_stats, opt_state), total
-
-  return jax.jit(step_fn, donate_argnums=0)
-
-
-def bench_train(args, dtype: str, which: str, batch: int):
+  augment=True is the step training runs with configs/default.py (on-device
+  augmentation on); False the pure step. Any failure to build it is raised.
+  """
+  from configs import default as default_config  # pylint: disable=g-import-not-at-top
   from rrl_jax import losses, optim  # pylint: disable=g-import-not-at-top
-  model = build_model(args, dtype)
+  from rrl_jax import train_step as ts  # pylint: disable=g-import-not-at-top
   mesh = make_mesh(which)
   if batch % mesh.size:
     return None
-  from configs import default as default_config  # pylint: disable=g-import-not-at-top
-  opt_cfg = optim.default_optimizer_config()
-  opt_cfg.name = variants.OPTIMIZERS[variants.resolve(args.model)[0]]
-  tx = optim.make_optimizer(opt_cfg)
+  config = default_config.get_config(args.model)
+  config.model.update(architecture_overrides(args))
+  config.dtype = dtype
+  config.batch_size = batch
+  config.recon_loss = args.recon_loss
+  config.augment.enabled = augment
+  model = ts.make_model(config)
+  tx = optim.make_optimizer(config.optimizer)
   vgg = None
   if args.recon_loss == 'perceptual':
     from rrl_jax import vgg19  # pylint: disable=g-import-not-at-top
@@ -296,49 +286,27 @@ def bench_train(args, dtype: str, which: str, batch: int):
   recon_loss = losses.make_recon_loss(args.recon_loss, vgg_params=vgg)
   xa, xb = random_patches(batch, model.patch_size, args.seed)
   labels = np.random.default_rng(args.seed).integers(0, 2, batch).astype(np.int32)
-  source = 'rrl_jax.train.make_train_step'
-  extra_args = ()
-  try:
-    from rrl_jax import train as train_lib  # pylint: disable=g-import-not-at-top
-    config = default_config.get_config(args.model)
-    config.model.update(architecture_overrides(args))
-    config.dtype = dtype
-    config.batch_size = batch
-    config.recon_loss = args.recon_loss
-    config.augment.enabled = bool(args.augment)
-    state = train_lib.init_state(model, tx, config, mesh)
-    step = train_lib.make_train_step(model, tx, config, mesh, jax.random.key(0),
-                                     recon_loss, lambda s: 2e-4)
-    # The real step takes uint8 patches (it divides by 255 on device).
-    batch_arrays = {'xa': np.round(xa * 255).astype(np.uint8),
-                    'xb': np.round(xb * 255).astype(np.uint8), 'label': labels}
-    batch_arrays = train_lib.global_batch(batch_arrays, mesh)
-    # The step's signature has grown over time: step(state, batch[, weights]).
-    if hasattr(train_lib, 'loss_weights'):
-      extra_args = (train_lib.loss_weights(config, mesh),)
-  except Exception as e:  # pylint: disable=broad-except
-    source = f'bench fallback step ({type(e).__name__}: {e})'[:200]
-    variables = init_variables(model)
-    state = replicate(mesh, (variables['params'], variables['batch_stats'],
-                             tx.init(variables['params'])))
-    step = _own_train_step(model, tx, recon_loss, variants.resolve(args.model)[0])
-    sa, sb, sl = shard_batch(mesh, xa, xb, labels)
-    batch_arrays = {'xa': sa, 'xb': sb, 'label': sl}
-    extra_args = ()
-
+  state = ts.init_state(model, tx, config, mesh)
+  step = ts.make_train_step(model, tx, config, mesh, jax.random.key(0),
+                            recon_loss, lambda s: 2e-4)
+  # The real step takes uint8 patches (it divides by 255 on device).
+  batch_arrays = ts.global_batch({'xa': np.round(xa * 255).astype(np.uint8),
+                                  'xb': np.round(xb * 255).astype(np.uint8),
+                                  'label': labels}, mesh)
+  weights = ts.loss_weights(config, mesh)
   holder = {'state': state}
 
   def call(compiled):
-    holder['state'], metrics = compiled(holder['state'], batch_arrays, *extra_args)
+    holder['state'], metrics = compiled(holder['state'], batch_arrays, weights)
     return metrics
 
+  part = 'train' if augment else 'trainpure'
   row = measure_compiled(
-      lambda: step.lower(holder['state'], batch_arrays, *extra_args).compile(),
-      call, batch,
-      args, mesh.devices.flat,
-      dict(part='train', model=args.model, dtype=dtype, devices=which,
-           num_devices=mesh.size,
-           recon_loss=args.recon_loss, augment=bool(args.augment), step=source))
+      lambda: step.lower(holder['state'], batch_arrays, weights).compile(),
+      call, batch, args, mesh.devices.flat,
+      dict(part=part, model=args.model, dtype=dtype, devices=which,
+           num_devices=mesh.size, recon_loss=args.recon_loss, augment=augment,
+           step='rrl_jax.train_step.make_train_step'))
   row['step_s'] = row['median_s']
   return row
 
@@ -384,7 +352,7 @@ def _fmt(x, spec):
 
 
 def format_table(rows: List[Dict[str, Any]], peaks: Dict[str, float]) -> str:
-  head = (f"{'part':8s} {'dtype':8s} {'dev':4s} {'batch':>5s} {'median':>9s} "
+  head = (f"{'part':9s} {'dtype':8s} {'dev':4s} {'batch':>5s} {'median':>9s} "
           f"{'spread':>6s} {'pairs/s':>9s} {'GFLOP/pr':>8s} {'GFLOP/s':>8s} "
           f"{'%peak':>5s} {'compile':>7s} {'exe MiB':>7s} {'RSS MiB':>7s}")
   lines = [head, '-' * len(head)]
@@ -394,7 +362,7 @@ def format_table(rows: List[Dict[str, Any]], peaks: Dict[str, float]) -> str:
            if r.get('achieved_flops') and peak and r['part'] != 'peak' else None)
     med = r.get('median_s')
     lines.append(
-        f"{r['part']:8s} {r['dtype']:8s} {str(r.get('devices')):4s} "
+        f"{r['part']:9s} {r['dtype']:8s} {str(r.get('devices')):4s} "
         f"{r.get('batch', 0):5d} {_fmt(med, '8.4f') + 's' if med else '-':>9s} "
         f"{_fmt(100 * r['spread'] if 'spread' in r else None, '5.1f') + '%':>6s} "
         f"{_fmt(r.get('pairs_per_s'), '9.1f'):>9s} "
@@ -443,8 +411,6 @@ def parse_args(argv=None):
   p.add_argument('--recon_loss', default='mse', choices=('mse', 'perceptual'))
   p.add_argument('--vgg19_weights', default=(
       '~/.keras/models/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5'))
-  p.add_argument('--augment', type=int, default=0,
-                 help='1: include on-device augmentation in the train step')
   p.add_argument('--model', default='rrl_net',
                  help='network or variant: ' + ', '.join(variants.all_variants()))
   p.add_argument('--widths', type=ints, default=None,
@@ -501,9 +467,10 @@ def run(args) -> Dict[str, Any]:
       add(row)
   for dtype in args.dtypes:
     for which in which_devices:
-      if 'train' in args.parts:
-        for b in args.train_batch_sizes:
-          add(bench_train(args, dtype, which, b))
+      for part, augment in (('train', True), ('trainpure', False)):
+        if part in args.parts:
+          for b in args.train_batch_sizes:
+            add(bench_train(args, dtype, which, b, augment))
       if 'infer' in args.parts:
         for b in args.infer_batch_sizes:
           add(bench_infer(args, dtype, which, b, full=False))

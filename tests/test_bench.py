@@ -46,7 +46,7 @@ def test_bench_model_flag_trains_and_scores_another_network():
   train, infer = result['rows']
   assert train['model'] == infer['model'] == 'efr_net'
   # The real train step (EFR-Net's BCE x3 objective), not the fallback.
-  assert train['step'] == 'rrl_jax.train.make_train_step', train['step']
+  assert train['step'] == 'rrl_jax.train_step.make_train_step', train['step']
   assert train['pairs_per_s'] > 0 and infer['pairs_per_s'] > 0
 
 
@@ -70,3 +70,16 @@ def test_bench_folded_and_match_rows():
   assert match[1]['export_s'] > 0
   from launch import bench_deploy
   assert len(bench_deploy.fold_summary(result['rows'])) == 3
+
+
+def test_bench_train_rows_time_the_real_step():
+  """'train' is the step training runs (augmentation on); 'trainpure' without."""
+  result = bench.run(bench.parse_args(SMALL + [
+      '--parts=train,trainpure', '--dtypes=float32', '--devices=one',
+      '--train_batch_sizes=4', '--repeats=1', '--warmup=0']))
+  rows = {r['part']: r for r in result['rows']}
+  assert set(rows) == {'train', 'trainpure'}
+  assert rows['train']['augment'] and not rows['trainpure']['augment']
+  for row in rows.values():
+    assert row['step'] == 'rrl_jax.train_step.make_train_step'
+    assert row['step_s'] > 0 and row['flops_per_pair'] > 0

@@ -3,6 +3,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rrl_jax.models import layers
 from rrl_jax.models.layers import BatchNorm, upsample_bilinear_x2
 
 
@@ -39,3 +40,53 @@ def test_batchnorm_keras_epsilon_momentum_and_unbiased_update():
   # Inference mode uses the moving statistics with epsilon 1e-3.
   y_inf = bn.apply(variables, x, train=False)
   np.testing.assert_allclose(np.asarray(y_inf), x / np.sqrt(1 + 1e-3), rtol=1e-6)
+
+
+def _batchnorm_autodiff(x, scale, bias, eps=1e-3):
+  """The training-mode BatchNorm formula, left to autodiff."""
+  mean = jnp.mean(x, (0, 1, 2))
+  var = jnp.mean(jnp.square(x - mean), (0, 1, 2))
+  inv = scale * jax.lax.rsqrt(var + eps)
+  return x * inv + (bias - mean * inv), mean, var
+
+
+def test_batchnorm_custom_backward_equals_autodiff():
+  """bn_train's hand-written VJP (also through mean and var) equals autodiff."""
+  rng = np.random.default_rng(1)
+  x = jnp.asarray(rng.normal(1.0, 2.0, (3, 4, 5, 6)), jnp.float32)
+  scale = jnp.asarray(rng.uniform(0.5, 2.0, 6), jnp.float32)
+  bias = jnp.asarray(rng.normal(size=6), jnp.float32)
+  w = [jnp.asarray(rng.normal(size=s), jnp.float32) for s in (x.shape, 6, 6)]
+
+  def loss(fn):
+    def f(x, scale, bias):
+      y, mean, var = fn(x, scale, bias)
+      return jnp.sum(jnp.sin(y) * w[0]) + jnp.sum(mean * w[1] + var * w[2])
+    return jax.value_and_grad(f, argnums=(0, 1, 2))(x, scale, bias)
+
+  got_v, got = loss(lambda *a: layers.bn_train(*a, 1e-3))
+  want_v, want = loss(_batchnorm_autodiff)
+  np.testing.assert_allclose(got_v, want_v, rtol=1e-6)
+  for g, h in zip(got, want):
+    np.testing.assert_allclose(g, h, rtol=1e-4, atol=1e-5)
+
+
+def test_batchnorm_module_same_with_and_without_custom_backward(monkeypatch):
+  rng = np.random.default_rng(2)
+  x = jnp.asarray(rng.normal(0.5, 1.5, (4, 3, 3, 5)), jnp.float32)
+  bn = BatchNorm()
+  variables = bn.init(jax.random.PRNGKey(0), x, train=False)
+  results = []
+  for flag in (False, True):
+    monkeypatch.setattr(layers, 'BN_CUSTOM_VJP', flag)
+    def f(params):
+      y, upd = bn.apply({'params': params, 'batch_stats': variables['batch_stats']},
+                        x, train=True, mutable=['batch_stats'])
+      return jnp.sum(jnp.cos(y) * x), upd
+    results.append(jax.value_and_grad(f, has_aux=True)(variables['params']))
+  (v0, s0), g0 = results[0]
+  (v1, s1), g1 = results[1]
+  assert float(v0) == float(v1)  # forward and batch statistics: bit-identical
+  jax.tree.map(np.testing.assert_array_equal, s0, s1)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5),
+               g0, g1)

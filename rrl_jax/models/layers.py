@@ -3,6 +3,7 @@
 The details here decide parity with the official Keras 2.2 model (REFERENCE,
 "Keras defaults that matter for parity").
 """
+import functools
 from typing import Any, Optional
 
 import flax.linen as nn
@@ -52,6 +53,11 @@ class BatchNorm(nn.Module):
                                 jnp.float32)
     moving_var = self.variable('batch_stats', 'var', jnp.ones, (features,),
                                jnp.float32)
+    if train and BN_CUSTOM_VJP and not BN_ONE_PASS:
+      y, mean, var = bn_train(x, scale, bias, self.epsilon)
+      if not self.is_initializing():
+        self._update_moving(moving_mean, moving_var, mean, var, x.size // features)
+      return y.astype(self.dtype or x.dtype)
     if train:
       xf = x.astype(jnp.float32)
       axes = tuple(range(x.ndim - 1))
@@ -62,16 +68,7 @@ class BatchNorm(nn.Module):
       else:
         var = jnp.mean(jnp.square(xf - mean), axes)
       if not self.is_initializing():
-        n = xf.size // features
-        unbiased = var * (n / max(n - 1, 1))
-        # The batch moments the moving averages are fed with, for precise-BN
-        # population statistics (rrl_jax/bn_recalibration.py); a no-op unless
-        # the BATCH_MOMENTS collection is mutable.
-        self.sow(BATCH_MOMENTS, 'mean', mean)
-        self.sow(BATCH_MOMENTS, 'var', unbiased)
-        decay = 1.0 - self.momentum
-        moving_mean.value = moving_mean.value - (moving_mean.value - mean) * decay
-        moving_var.value = moving_var.value - (moving_var.value - unbiased) * decay
+        self._update_moving(moving_mean, moving_var, mean, var, xf.size // features)
     else:
       mean, var = moving_mean.value, moving_var.value
     inv = scale * jax.lax.rsqrt(var + self.epsilon)
@@ -91,6 +88,63 @@ class BatchNorm(nn.Module):
     return not any(self.has_variable(c, n) for c, n in (
         ('params', 'scale'), ('params', 'bias'), ('batch_stats', 'mean'),
         ('batch_stats', 'var')))
+
+  def _update_moving(self, moving_mean, moving_var, mean, var, n):
+    unbiased = var * (n / max(n - 1, 1))
+    # The batch moments the moving averages are fed with, for precise-BN
+    # population statistics (rrl_jax/bn_recalibration.py); a no-op unless the
+    # BATCH_MOMENTS collection is mutable.
+    self.sow(BATCH_MOMENTS, 'mean', mean)
+    self.sow(BATCH_MOMENTS, 'var', unbiased)
+    decay = 1.0 - self.momentum
+    moving_mean.value = moving_mean.value - (moving_mean.value - mean) * decay
+    moving_var.value = moving_var.value - (moving_var.value - unbiased) * decay
+
+
+# --- Training-mode BatchNorm with a hand-written backward pass. -------------
+# Autodiff of the two-pass forward above differentiates through mean and
+# variance separately (several reductions and element-wise passes over x);
+# the closed form needs two per-channel sums and one element-wise pass.
+BN_CUSTOM_VJP = True
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def bn_train(x, scale, bias, epsilon):
+  """(y, batch mean, biased batch variance); y float32, as BatchNorm(train)."""
+  return _bn_train_fwd(x, scale, bias, epsilon)[0]
+
+
+def _bn_train_fwd(x, scale, bias, epsilon):
+  xf = x.astype(jnp.float32)
+  axes = tuple(range(x.ndim - 1))
+  mean = jnp.mean(xf, axes)
+  var = jnp.mean(jnp.square(xf - mean), axes)
+  rstd = jax.lax.rsqrt(var + epsilon)
+  inv = scale * rstd
+  y = xf * inv + (bias - mean * inv)
+  return (y, mean, var), (x, mean, rstd, scale)
+
+
+def _bn_train_bwd(epsilon, res, cts):
+  del epsilon
+  x, mean, rstd, scale = res
+  g, g_mean, g_var = cts
+  axes = tuple(range(x.ndim - 1))
+  n = x.size // x.shape[-1]
+  xc = x.astype(jnp.float32) - mean
+  d_bias = jnp.sum(g, axes)
+  d_scale = jnp.sum(g * xc, axes) * rstd
+  inv = scale * rstd
+  # dx = inv * (g - mean(g) - xhat * mean(g * xhat)), plus the (normally zero)
+  # cotangents of the returned mean and variance, as per-channel coefficients.
+  c1 = 2.0 * g_var / n - inv * rstd * d_scale / n
+  c0 = g_mean / n - inv * d_bias / n
+  dx = g * inv + xc * c1 + c0
+  return dx.astype(x.dtype), d_scale, d_bias
+
+
+bn_train.defvjp(_bn_train_fwd, _bn_train_bwd)
+# ----------------------------------------------------------------------------
 
 
 def conv3x3(features: int, dtype=None, name=None) -> nn.Conv:
