@@ -156,3 +156,12 @@ def test_network_argument_brings_its_recipe(network):
 def test_bad_model_argument_is_a_clear_error(arg, match):
   with pytest.raises(Exception, match=match):
     _parse([f'--config={REPO}/configs/scenes.py:{arg}'])
+
+
+@pytest.mark.parametrize('name', ['vis_nir', 'os', 'sen1_2', 'scenes', 'roadscene'])
+def test_precise_bn_follows_the_protocol(name):
+  from rrl_jax import bn_recalibration  # pylint: disable=g-import-not-at-top
+  clean = _parse([f'--config={REPO}/configs/{name}.py'])
+  paper = _parse([f'--config={REPO}/configs/{name}.py', '--config.protocol=paper'])
+  assert bn_recalibration.settings(clean)['batches'] == bn_recalibration.AUTO_BATCHES
+  assert bn_recalibration.settings(paper)['batches'] == 0
