@@ -18,10 +18,10 @@ import os
 
 import ml_collections
 
-from rrl_jax.augment import default_augment_config
-from rrl_jax.losses import LOSS_NAMES
+from rrl_jax.training.augment import default_augment_config
+from rrl_jax.training.losses import LOSS_NAMES
 from rrl_jax.models import variants
-from rrl_jax.optim import default_optimizer_config
+from rrl_jax.training.optim import default_optimizer_config
 
 # ../shared/data beside the repository (real scenes for configs/scenes.py, roadscene.py).
 SHARED_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(

@@ -266,8 +266,9 @@ def bench_train(args, dtype: str, which: str, batch: int, augment: bool):
   augmentation on); False the pure step. Any failure to build it is raised.
   """
   from configs import default as default_config  # pylint: disable=g-import-not-at-top
-  from rrl_jax import losses, optim  # pylint: disable=g-import-not-at-top
-  from rrl_jax import train_step as ts  # pylint: disable=g-import-not-at-top
+  from rrl_jax.training import losses
+  from rrl_jax.training import optim  # pylint: disable=g-import-not-at-top
+  from rrl_jax.training import step as ts  # pylint: disable=g-import-not-at-top
   mesh = make_mesh(which)
   if batch % mesh.size:
     return None
@@ -281,7 +282,7 @@ def bench_train(args, dtype: str, which: str, batch: int, augment: bool):
   tx = optim.make_optimizer(config.optimizer)
   vgg = None
   if args.recon_loss == 'perceptual':
-    from rrl_jax import vgg19  # pylint: disable=g-import-not-at-top
+    from rrl_jax.training import vgg19  # pylint: disable=g-import-not-at-top
     vgg = vgg19.load_vgg19_params(os.path.expanduser(args.vgg19_weights))
   recon_loss = losses.make_recon_loss(args.recon_loss, vgg_params=vgg)
   xa, xb = random_patches(batch, model.patch_size, args.seed)

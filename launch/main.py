@@ -105,7 +105,7 @@ def main(argv):
   xla_cpu.apply_xla_flags()  # Before the backend starts (measured faster).
   distributed.initialize(_COORD.value, _NPROC.value, _PID.value,
                          cpu_collectives=_CPU_COLL.value)
-  from rrl_jax import train  # pylint: disable=g-import-not-at-top
+  from rrl_jax.training import train  # pylint: disable=g-import-not-at-top
   try:
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value,
                              allow_config_change=_ALLOW_CHANGE.value,

@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from absl import app, flags
 import numpy as np
 
-from rrl_jax import checkpoint
+from rrl_jax.training import checkpoints as checkpoint
 from rrl_jax import cli
 from rrl_jax import keras_import
 from rrl_jax.models import RRLNet, get_model, model_config, model_name

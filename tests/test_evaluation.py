@@ -4,7 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rrl_jax import evaluation, pruning
+from rrl_jax import pruning
+from rrl_jax.evaluation import scoring as evaluation
 from rrl_jax.models import RRLNet
 
 from eval_helpers import TINY, random_variables

@@ -10,7 +10,11 @@ import pytest
 
 from launch import export as export_cli
 from launch import match as match_cli
-from rrl_jax import deploy, evaluation, export, matcher, pruning
+from rrl_jax import pruning
+from rrl_jax.evaluation import deploy
+from rrl_jax.evaluation import scoring as evaluation
+from rrl_jax.evaluation import export
+from rrl_jax.evaluation import matcher
 from rrl_jax.models import RRLNet
 from eval_helpers import TINY, random_variables, save_tiny_checkpoint
 
@@ -174,7 +178,7 @@ def test_cli_export_then_match(tiny, exported, tmp_path):
 
 
 def test_export_refuses_bad_checkpoint_and_existing_out(exported, tmp_path):
-  from rrl_jax.checkpoint import CheckpointError
+  from rrl_jax.training.checkpoints import CheckpointError
   with pytest.raises(CheckpointError, match='not an rrl_jax checkpoint'):
     export_cli.run(str(tmp_path), str(tmp_path / 'x.jaxexport'))
   out, _ = exported

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from rrl_jax import train
+from rrl_jax.training import train
 from tests.train_helpers import config_flags_for, max_abs_diff, params_of
 from tests.train_helpers import run_python, tiny_config
 

@@ -13,7 +13,9 @@ import numpy as np
 import optax
 import pytest
 
-from rrl_jax import convert, losses, optim
+from rrl_jax import convert
+from rrl_jax.training import losses
+from rrl_jax.training import optim
 from rrl_jax.models import RRLNet
 from conftest import KERAS_FIXTURES, require_path
 

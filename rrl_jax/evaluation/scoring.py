@@ -15,7 +15,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 import jax.numpy as jnp
 import numpy as np
 
-from rrl_jax import metrics, pruning
+from rrl_jax import pruning
+from rrl_jax.evaluation import metrics
 from rrl_jax.models import RRLNet
 
 DATA_AXIS = 'data'
