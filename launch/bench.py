@@ -55,6 +55,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rrl_jax import pruning
+from rrl_jax import sharding
 from rrl_jax import xla_cpu as perf
 from rrl_jax.models import RRLNet, variants
 
@@ -165,20 +166,17 @@ def machine_info() -> Dict[str, Any]:
 
 
 def make_mesh(which: str):
-  from jax.sharding import Mesh  # pylint: disable=g-import-not-at-top
-  devices = jax.devices()[:1] if which == 'one' else jax.devices()
-  return Mesh(np.asarray(devices), ('data',))
+  """'one': the first device; 'all': every device (rrl_jax.sharding.data_mesh)."""
+  return sharding.data_mesh(jax.devices()[:1] if which == 'one' else None)
 
 
 def shard_batch(mesh, *arrays):
-  from jax.sharding import NamedSharding, PartitionSpec as P  # pylint: disable=g-import-not-at-top
-  sharding = NamedSharding(mesh, P('data'))
-  return tuple(jax.device_put(a, sharding) for a in arrays)
+  batched = sharding.batch_sharding(mesh)
+  return tuple(jax.device_put(a, batched) for a in arrays)
 
 
 def replicate(mesh, tree):
-  from jax.sharding import NamedSharding, PartitionSpec as P  # pylint: disable=g-import-not-at-top
-  return jax.device_put(tree, NamedSharding(mesh, P()))
+  return jax.device_put(tree, sharding.replicated(mesh))
 
 
 def random_patches(batch: int, patch: int, seed: int):

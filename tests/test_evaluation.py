@@ -62,9 +62,9 @@ def test_evaluate_splits_schema(tiny_model_and_variables, tiny_splits):
 def test_selection_fpr95_slices(tiny_model_and_variables, tiny_splits):
   model, variables = tiny_model_and_variables
   pairs, labels = tiny_splits['field']
-  whole = evaluation.selection_fpr95(model, variables, pairs, labels, batch_size=4)
-  sliced = evaluation.selection_fpr95(model, variables, pairs, labels, batch_size=4,
-                                      slice_size=5)
+  whole = evaluation.split_selection_fpr95(model, variables, pairs, labels, batch_size=4)
+  sliced = evaluation.split_selection_fpr95(model, variables, pairs, labels,
+                                            batch_size=4, slice_size=5)
   assert 0 <= whole <= 100 and 0 <= sliced <= 100
 
 

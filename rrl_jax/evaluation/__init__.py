@@ -6,4 +6,5 @@ re-exported here (rrl_jax/evaluation/scoring.py).
 """
 from rrl_jax.evaluation.scoring import (DATA_AXIS, VIS_NIR_TEST, check_pairs, data_mesh,
                                         evaluate_splits, mlpp_effect, score_pairs,
-                                        score_splits, selection_fpr95, summarize_splits)
+                                        score_splits, split_selection_fpr95,
+                                        summarize_splits)

@@ -20,11 +20,12 @@ from typing import Any, Dict, Iterable, Mapping, Optional
 
 import jax
 import jax.numpy as jnp
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
 import numpy as np
 
 from rrl_jax.training import augment
 from rrl_jax.models.layers import BATCH_MOMENTS
+from rrl_jax.sharding import batch_sharding, replicated
 
 # Folded into the caller's key so augmentation draws differ from the train
 # step's draws at the same step number.
@@ -59,8 +60,7 @@ def _moments_fn(model, mesh: Mesh, score_only: bool, augment_json: Optional[str]
     return jax.tree.map(lambda xs: jnp.mean(jnp.stack(xs), 0),
                         sown[BATCH_MOMENTS], is_leaf=lambda x: isinstance(x, tuple))
 
-  repl = NamedSharding(mesh, P())
-  data = NamedSharding(mesh, P('data'))
+  repl, data = replicated(mesh), batch_sharding(mesh)
   return jax.jit(moments, in_shardings=(repl, data, data, repl, repl),
                  out_shardings=repl)
 
@@ -223,7 +223,7 @@ def for_run(model, variables: Mapping[str, Any], train_data, config, mesh: Mesh,
 
 def replicate(tree, mesh: Mesh):
   """Host numpy tree (identical on every process) -> replicated global arrays."""
-  sharding = NamedSharding(mesh, P())
+  sharding = replicated(mesh)
   return jax.tree.map(lambda x: jax.make_array_from_callback(
       np.shape(x), sharding, lambda idx, x=np.asarray(x): x[idx]), tree)
 

@@ -43,10 +43,25 @@ PARAMS, BATCH_STATS, META, OPT_STATE, TRAIN_STATE = (
     'params', 'batch_stats', 'meta', 'opt_state', 'train_state')
 MOVING_BATCH_STATS = 'moving_batch_stats'
 ITEM_NAMES = (PARAMS, BATCH_STATS, META, OPT_STATE, TRAIN_STATE, MOVING_BATCH_STATS)
+JSON_ITEMS = (META, TRAIN_STATE)  # The others are pytrees of arrays.
 
 
 class CheckpointError(ValueError):
   """A path is not a readable rrl_jax checkpoint."""
+
+
+def save_args(items: Dict[str, Any]) -> ocp.args.Composite:
+  """Orbax save arguments for {item name: value}: the only place they are built."""
+  return ocp.args.Composite(**{
+      k: ocp.args.JsonSave(v) if k in JSON_ITEMS else ocp.args.StandardSave(v)
+      for k, v in items.items()})
+
+
+def restore_args(items: Dict[str, Any]) -> ocp.args.Composite:
+  """Orbax restore arguments for {item name: target (None: as saved)}."""
+  return ocp.args.Composite(**{
+      k: ocp.args.JsonRestore() if k in JSON_ITEMS else ocp.args.StandardRestore(v)
+      for k, v in items.items()})
 
 
 def manager(directory: str, **options) -> ocp.CheckpointManager:
@@ -71,12 +86,12 @@ def save_variables(directory: str, variables: Dict[str, Any], meta: Dict[str, An
   if step in mngr.all_steps():
     raise CheckpointError(f'{directory}: step {step} already exists; refusing '
                           'to overwrite it (choose another --out).')
-  mngr.save(step, args=ocp.args.Composite(**{
-      PARAMS: ocp.args.StandardSave(variables['params']),
-      BATCH_STATS: ocp.args.StandardSave(variables.get('batch_stats', {})),
-      META: ocp.args.JsonSave(meta),
+  mngr.save(step, args=save_args({
+      PARAMS: variables['params'],
+      BATCH_STATS: variables.get('batch_stats', {}),
+      META: meta,
       **({} if moving_batch_stats is None else
-         {MOVING_BATCH_STATS: ocp.args.StandardSave(moving_batch_stats)})}))
+         {MOVING_BATCH_STATS: moving_batch_stats})}))
   mngr.wait_until_finished()
   mngr.close()
   return os.path.join(os.path.abspath(directory), str(step))
@@ -127,8 +142,7 @@ def load_meta(path: str, step: Optional[int] = None) -> Tuple[Dict[str, Any], in
   directory, step = _resolve(path, step)
   mngr = ocp.CheckpointManager(directory, item_names=ITEM_NAMES)
   try:
-    meta = mngr.restore(step, args=ocp.args.Composite(
-        **{META: ocp.args.JsonRestore()}))[META]
+    meta = mngr.restore(step, args=restore_args({META: None}))[META]
   except Exception as e:  # pylint: disable=broad-except
     raise CheckpointError(f'{directory}/{step}: unreadable checkpoint metadata '
                           f'({type(e).__name__}: {e}).') from e
@@ -149,9 +163,7 @@ def load_variables(path: str, step: Optional[int] = None
   directory, _ = _resolve(path, step)
   mngr = ocp.CheckpointManager(directory, item_names=ITEM_NAMES)
   try:
-    restored = mngr.restore(step, args=ocp.args.Composite(**{
-        PARAMS: ocp.args.StandardRestore(),
-        BATCH_STATS: ocp.args.StandardRestore()}))
+    restored = mngr.restore(step, args=restore_args({PARAMS: None, BATCH_STATS: None}))
   except Exception as e:  # pylint: disable=broad-except
     raise CheckpointError(f'{directory}/{step}: cannot restore parameters '
                           f'({type(e).__name__}: {e}).') from e
@@ -170,8 +182,8 @@ def load_moving_batch_stats(path: str, step: Optional[int] = None) -> Optional[A
     return None
   mngr = ocp.CheckpointManager(directory, item_names=ITEM_NAMES)
   try:
-    return mngr.restore(step, args=ocp.args.Composite(**{
-        MOVING_BATCH_STATS: ocp.args.StandardRestore()}))[MOVING_BATCH_STATS]
+    return mngr.restore(step, args=restore_args(
+        {MOVING_BATCH_STATS: None}))[MOVING_BATCH_STATS]
   except Exception as e:  # pylint: disable=broad-except
     raise CheckpointError(f'{directory}/{step}: cannot restore {MOVING_BATCH_STATS} '
                           f'({type(e).__name__}: {e}).') from e
@@ -202,12 +214,10 @@ def checkpoint_meta(config) -> Dict[str, Any]:
 
 def save_checkpoint(mngr, state: TrainState, train_meta, config) -> None:
   step = int(train_meta['step'])
-  mngr.save(step, args=ocp.args.Composite(**{
-      PARAMS: ocp.args.StandardSave(state.params),
-      BATCH_STATS: ocp.args.StandardSave(state.batch_stats),
-      META: ocp.args.JsonSave(checkpoint_meta(config)),
-      OPT_STATE: ocp.args.StandardSave(state.opt_state),
-      TRAIN_STATE: ocp.args.JsonSave(train_meta)}))
+  mngr.save(step, args=save_args({
+      PARAMS: state.params, BATCH_STATS: state.batch_stats,
+      META: checkpoint_meta(config), OPT_STATE: state.opt_state,
+      TRAIN_STATE: train_meta}))
 
 
 @contextlib.contextmanager
@@ -284,11 +294,10 @@ def restore_latest(ckpt_dir: str, state: TrainState, keep: int, workdir: str,
     step = steps[-1]
     try:
       with _orbax_quiet():
-        r = mngr.restore(step, args=ocp.args.Composite(**{
-            PARAMS: ocp.args.StandardRestore(_abstract(state.params)),
-            BATCH_STATS: ocp.args.StandardRestore(_abstract(state.batch_stats)),
-            OPT_STATE: ocp.args.StandardRestore(_abstract(state.opt_state)),
-            TRAIN_STATE: ocp.args.JsonRestore()}))
+        r = mngr.restore(step, args=restore_args({
+            PARAMS: _abstract(state.params),
+            BATCH_STATS: _abstract(state.batch_stats),
+            OPT_STATE: _abstract(state.opt_state), TRAIN_STATE: None}))
       meta = dict(r[TRAIN_STATE])
       if int(meta['step']) != step:
         raise ValueError(f'train_state says step {meta["step"]}')
@@ -401,17 +410,37 @@ def load_local_variables(directory: str, like: TrainState,
                         {'params': like.params, 'batch_stats': like.batch_stats})
   mngr = manager(directory)
   step = mngr.latest_step() if step is None else step
-  r = mngr.restore(step, args=ocp.args.Composite(**{
-      PARAMS: ocp.args.StandardRestore(target['params']),
-      BATCH_STATS: ocp.args.StandardRestore(target['batch_stats'])}))
+  r = mngr.restore(step, args=restore_args(
+      {PARAMS: target['params'], BATCH_STATS: target['batch_stats']}))
   mngr.close()
   return {'params': to_host(r[PARAMS]),
           'batch_stats': to_host(r[BATCH_STATS])}
 
 
+def best_manager(directory: str) -> ocp.CheckpointManager:
+  """The manager of best/: the selected checkpoint only."""
+  return manager(directory, max_to_keep=1, cleanup_tmp_directories=True)
+
+
+def save_best(best_mngr, step: int, state: TrainState, recalibrated: Optional[Any],
+              mesh, config, selection_fpr95: float) -> None:
+  """Saves the selected checkpoint (step `step`, scored `selection_fpr95`) to best/."""
+  items = best_items(state, recalibrated, mesh, config)
+  items[TRAIN_STATE] = {'step': int(step), 'selection_fpr95': selection_fpr95,
+                        'protocol': config.protocol}
+  best_mngr.save(step, args=save_args(items), force=True)
+
+
+def last_checkpoint(mngr, ckpt_dir: str) -> str:
+  """'DIR/STEP' of the newest finished checkpoint, or 'none'."""
+  mngr.wait_until_finished()
+  latest = mngr.latest_step()
+  return f'{ckpt_dir}/{latest}' if latest is not None else 'none'
+
+
 def best_items(state: TrainState, recalibrated: Optional[Any], mesh,
                config) -> Dict[str, Any]:
-  """params, batch_stats and meta of a best checkpoint (Orbax save args).
+  """params, batch_stats and meta of a best checkpoint ({item name: value}).
 
   With precise BN, batch_stats are the recalibrated statistics (what was
   evaluated), the moving averages are kept as moving_batch_stats and meta
@@ -422,14 +451,12 @@ def best_items(state: TrainState, recalibrated: Optional[Any], mesh,
   meta['bn_statistics'] = (
       {'kind': 'moving_average', 'batches': 0} if recalibrated is None else
       dict(bn_recalibration.settings(config), kind='recalibrated', split='train'))
-  items = {PARAMS: ocp.args.StandardSave(state.params),
-           META: ocp.args.JsonSave(meta)}
+  items = {PARAMS: state.params, META: meta}
   if recalibrated is None:
-    items[BATCH_STATS] = ocp.args.StandardSave(state.batch_stats)
+    items[BATCH_STATS] = state.batch_stats
   else:
-    items[BATCH_STATS] = ocp.args.StandardSave(
-        bn_recalibration.replicate(recalibrated, mesh))
-    items[MOVING_BATCH_STATS] = ocp.args.StandardSave(state.batch_stats)
+    items[BATCH_STATS] = bn_recalibration.replicate(recalibrated, mesh)
+    items[MOVING_BATCH_STATS] = state.batch_stats
   return items
 
 
@@ -443,7 +470,6 @@ def load_local_moving_batch_stats(directory: str, like: TrainState,
     mngr.close()
     return None
   target = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), like.batch_stats)
-  r = mngr.restore(step, args=ocp.args.Composite(**{
-      MOVING_BATCH_STATS: ocp.args.StandardRestore(target)}))
+  r = mngr.restore(step, args=restore_args({MOVING_BATCH_STATS: target}))
   mngr.close()
   return to_host(r[MOVING_BATCH_STATS])

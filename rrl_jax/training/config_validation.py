@@ -1,5 +1,5 @@
 """Config validation: every name against its registry, every number in range,
-before anything is loaded, compiled or written (README, "Configuration").
+before anything is loaded, compiled or written (README, "Training").
 """
 import dataclasses
 import inspect

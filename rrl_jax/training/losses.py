@@ -8,11 +8,14 @@ per model output named after it (`objective_terms`): categorical CE on softmax
 logits (N, 2), BCE on sigmoid logits (N,), and for SCFDM BCE on its cosine
 output (a probability). Every term is returned by name so it can be logged.
 """
+import math
 from typing import Any, Callable, Dict, Mapping, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from rrl_jax.errors import UserError
 
 LOSS_NAMES = ('stage3', 'stage4', 'stage5', 'module3', 'module4', 'module5',
               'recon_a', 'recon_b')
@@ -223,3 +226,26 @@ def match_margin(score: jax.Array) -> jax.Array:
   if score.ndim == 2 and score.shape[-1] == 2:
     return score[:, 1] - score[:, 0]
   return score.reshape(-1)
+
+
+class NonFiniteLossError(UserError, FloatingPointError):
+  """A loss term became NaN/Inf; the run stopped without saving."""
+
+
+def check_finite(metrics: Mapping[str, float], loss_weights: Mapping[str, Any],
+                 step: int, last_checkpoint: Callable[[], str]) -> None:
+  """Raises NonFiniteLossError naming the offending terms, weights and the
+  last good checkpoint (`last_checkpoint()`, asked only on failure)."""
+  bad = sorted(k for k, v in metrics.items() if not math.isfinite(v) and k != 'lr')
+  weighted_bad = sorted(
+      k for k in loss_weights.keys()
+      if k in metrics and not math.isfinite(float(loss_weights[k]) * metrics[k]))
+  if not (bad or weighted_bad):
+    return
+  offending = sorted(set(bad + weighted_bad) - {'total', 'grad_norm'}) or bad
+  values = {k: metrics.get(k) for k in sorted(set(bad + weighted_bad))}
+  weights = {k: loss_weights[k] for k in offending if k in loss_weights}
+  raise NonFiniteLossError(
+      f'Non-finite loss at step {step}: offending terms {offending} '
+      f'(values {values}; weights {weights}). '
+      f'Stopped without saving; last good checkpoint: {last_checkpoint()}.')

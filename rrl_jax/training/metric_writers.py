@@ -5,6 +5,7 @@ Only process 0 writes; other processes get a writer that does nothing.
 import json
 import math
 import os
+import time
 from typing import Any, Dict, Optional
 
 import numpy as np
@@ -67,3 +68,26 @@ def read_metrics(workdir: str, kind: Optional[str] = None):
   with open(path) as f:
     records = [json.loads(line) for line in f if line.strip()]
   return [r for r in records if kind is None or r['kind'] == kind]
+
+
+class LogWindow:
+  """The steps between two log lines: metrics averaged, throughput measured."""
+
+  def __init__(self, batch_size: int, steps_per_epoch: int):
+    self.batch_size, self.steps_per_epoch = batch_size, steps_per_epoch
+    self._steps, self._start = [], time.time()
+
+  def add(self, metrics: Dict[str, float], step_time: float) -> None:
+    self._steps.append((metrics, step_time))
+
+  def summary(self, step: int) -> Dict[str, float]:
+    """Window means (lr: the last), step time, pairs/s and epoch; starts a new window."""
+    wall = time.time() - self._start
+    last = self._steps[-1][0]
+    avg = {k: float(np.mean([m[k] for m, _ in self._steps])) for k in last}
+    avg['lr'] = last['lr']
+    avg['step_time'] = float(np.mean([t for _, t in self._steps]))
+    avg['pairs_per_sec'] = self.batch_size * len(self._steps) / max(wall, 1e-9)
+    avg['epoch'] = step / self.steps_per_epoch
+    self._steps, self._start = [], time.time()
+    return avg

@@ -1,6 +1,6 @@
-"""The train state and the one jitted, data-parallel train step (issue 3).
+"""The train state and the one jitted, data-parallel train step (REFERENCE "Training objective").
 
-jax.jit over a Mesh with a 'data' axis: the global batch is sharded over every
+jax.jit over the DATA_AXIS mesh of rrl_jax/sharding.py: the global batch is sharded over every
 device of every process, the state is replicated and donated, and XLA inserts
 the gradient all-reduce (the successor of pmap).
 """
@@ -9,7 +9,7 @@ from typing import Any, Dict
 import flax.struct
 import jax
 import jax.numpy as jnp
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
 import numpy as np
 import optax
 
@@ -17,6 +17,7 @@ from rrl_jax.training import augment
 from rrl_jax.training import losses
 from rrl_jax.training import optim
 from rrl_jax.models import get_model
+from rrl_jax.sharding import batch_sharding, make_mesh, replicated  # make_mesh: re-exported.
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -43,15 +44,6 @@ def score_output_name(model) -> str:
   return name
 
 
-def make_mesh(num_devices: int = -1) -> Mesh:
-  devices = jax.devices()
-  if num_devices and num_devices > 0:
-    if jax.process_count() > 1:
-      raise ValueError('config.num_devices only applies to single-process runs.')
-    devices = devices[:num_devices]
-  return Mesh(np.asarray(devices), ('data',))
-
-
 def lr_schedule(config, total_steps):
   return optim.make_schedule(config.optimizer, total_steps=total_steps)
 
@@ -69,7 +61,7 @@ def init_state(model, tx, config, mesh) -> TrainState:
                       opt_state=tx.init(params))
 
   key = jax.random.key(config.seed)
-  return jax.jit(init, out_shardings=NamedSharding(mesh, P()))(key)
+  return jax.jit(init, out_shardings=replicated(mesh))(key)
 
 
 def make_train_step(model, tx, config, mesh, run_key, recon_loss, lr_fn):
@@ -116,22 +108,21 @@ def make_train_step(model, tx, config, mesh, run_key, recon_loss, lr_fn):
                               batch_stats=batch_stats, opt_state=opt_state)
     return new_state, metrics
 
-  repl = NamedSharding(mesh, P())
-  data = NamedSharding(mesh, P('data'))
+  repl, data = replicated(mesh), batch_sharding(mesh)
   return jax.jit(step_fn, donate_argnums=0, in_shardings=(repl, data, repl),
                  out_shardings=(repl, repl))
 
 
 def loss_weights(config, mesh) -> Dict[str, jax.Array]:
-  sharding = NamedSharding(mesh, P())
+  sharding = replicated(mesh)
   return {k: jax.make_array_from_callback((), sharding,
                                           lambda _, v=v: np.float32(v))
           for k, v in config.loss_weights.items()}
 
 
 def global_batch(batch: Dict[str, np.ndarray], mesh: Mesh) -> Dict[str, jax.Array]:
-  """This process's rows -> one global array per key, sharded on 'data'."""
-  sharding = NamedSharding(mesh, P('data'))
+  """This process's rows -> one global array per key, sharded on DATA_AXIS."""
+  sharding = batch_sharding(mesh)
   return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
           for k, v in batch.items()}
 

@@ -1,51 +1,44 @@
 """Training and evaluation: `train_and_evaluate(config, workdir)`.
 
-One jitted train step (augmentation, forward, named weighted losses, gradients,
-optax update, BatchNorm statistics, metrics) with the state donated. Data
-parallelism is jax.jit over a Mesh with a 'data' axis: the global batch is
-sharded over every device of every process, the state is replicated, and XLA
-inserts the gradient all-reduce (the successor of pmap). Orbax checkpoints hold
-the data iterator position and the run key, so a restarted run continues
-exactly where it stopped.
+One jitted train step (rrl_jax/training/step.py) with the state donated, data
+parallel over the 1-D mesh of rrl_jax/sharding.py. Orbax checkpoints
+(rrl_jax/training/checkpoints.py) hold the data iterator position and the run
+key, so a restarted run continues exactly where it stopped. The checkpoint with
+the best selection FPR95 (README, "Training") is kept in best/ and evaluated
+on every test split at the end.
 """
 import json
-import math
 import os
-import signal
 import time
-from typing import Any, Dict, Tuple
+from typing import Any, Dict
 
 from absl import logging
 import jax
 from jax.experimental import multihost_utils
-from jax.sharding import Mesh
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 import tqdm
 
+from rrl_jax.data.pipeline import BatchIterator
+from rrl_jax.data.splits import load_data
+from rrl_jax.evaluation import reports
+from rrl_jax.evaluation import scoring
+from rrl_jax.sharding import local_mesh, make_mesh
 from rrl_jax.training import bn_recalibration
-from rrl_jax.training import checkpoints as ckpt_lib
-from rrl_jax import data as data_lib
-from rrl_jax.evaluation import scoring as evaluation
+from rrl_jax.training import checkpoints
 from rrl_jax.training import losses
 from rrl_jax.training import metric_writers
 from rrl_jax.training import optim
-from rrl_jax.evaluation import reports
 from rrl_jax.training import vgg19
-from rrl_jax.data.pipeline import BatchIterator
-from rrl_jax.data.splits import load_data
 # The run's parts, re-exported: callers use train.<name>.
 from rrl_jax.errors import ConfigError, UserError
-from rrl_jax.training.checkpoints import (NoCheckpointError, best_items,
-                                       checkpoint_meta,
-                                       load_local_moving_batch_stats,
-                                       load_local_variables, reconcile_best,
-                                       restore_latest, save_checkpoint)
-from rrl_jax.training.step import (TrainState, global_batch, init_state,
-                                loss_weights, lr_schedule, make_mesh,
-                                make_model, make_train_step, to_host)
+from rrl_jax.training.checkpoints import (NoCheckpointError, load_local_moving_batch_stats,
+                                          load_local_variables, reconcile_best,
+                                          restore_latest, save_checkpoint)
 from rrl_jax.training.config_validation import validate_config
+from rrl_jax.training.losses import NonFiniteLossError
+from rrl_jax.training.step import (TrainState, global_batch, init_state, loss_weights,
+                                   lr_schedule, make_model, make_train_step, to_host)
 from rrl_jax.training.workdir import (ConfigMismatchError, check_and_save_config,
                                       check_config, enable_compilation_cache,
                                       run_lock, save_config)
@@ -54,42 +47,40 @@ CHECKPOINT_DIR = 'checkpoints'
 BEST_DIR = 'best'
 RESULTS_DIR = 'results'
 
-# Fault injection for the kill-and-resume test: SIGKILL this process right
-# after the given step (no clean-up, possibly mid checkpoint write).
-KILL_ENV = 'RRL_JAX_FAULT_KILL_AT_STEP'
-
-
-class NonFiniteLossError(UserError, FloatingPointError):
-  """A loss term became NaN/Inf; the run stopped without saving."""
-
-
-# ----------------------------------------------------------------------------
-# Evaluation.
-
-
-def eval_mesh(train_mesh: Mesh) -> Mesh:
-  """Evaluation runs on this process's devices (every process scores all)."""
-  local = [d for d in train_mesh.devices.flat if d.process_index == jax.process_index()]
-  return Mesh(np.asarray(local), ('data',))
-
-
-def selection_fpr95(model, variables, splits, batch_size, mesh,
-                    slice_size: int = 0) -> float:
+def mean_selection_fpr95(model, variables, splits, batch_size, mesh,
+                         slice_size: int = 0) -> float:
   """Mean FPR95 (%) over the selection splits (validation, or test: 'paper')."""
   return float(np.mean([
-      evaluation.selection_fpr95(model, variables, patches, labels, batch_size,
-                                 mesh, slice_size=slice_size or None)
+      scoring.split_selection_fpr95(model, variables, patches, labels, batch_size,
+                                    mesh, slice_size=slice_size or None)
       for patches, labels in splits.values()]))
 
 
-# ----------------------------------------------------------------------------
-# The run.
+def selection_description(config) -> str:
+  """Which split selected the best checkpoint, in words (summary.json, reports)."""
+  ds = config.dataset
+  if config.protocol == 'clean':
+    return (f'split {ds.val_split}' if ds.val_split
+            else 'validation split carved from the training data')
+  if ds.paper_selection_split:
+    return f'split {ds.paper_selection_split} (as the official code does)'
+  return 'test splits (as the official code does)'
 
 
 def _total_steps(config, steps_per_epoch: int) -> int:
   if config.num_train_steps and config.num_train_steps > 0:
     return int(config.num_train_steps)
   return int(config.num_epochs * steps_per_epoch)
+
+
+def _batch_iterator(config, train_split) -> BatchIterator:
+  try:
+    return BatchIterator(*train_split, global_batch_size=config.batch_size,
+                         seed=config.seed, mode=config.data_mode,
+                         process_index=jax.process_index(),
+                         process_count=jax.process_count())
+  except ValueError as e:  # E.g. fewer training pairs than one batch.
+    raise ConfigError(f'config.batch_size={config.batch_size}: {e}.') from None
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
@@ -121,17 +112,11 @@ def _train_and_evaluate(config, workdir, restart_from_scratch, return_variables)
 
   datasets = load_data(config)
   mesh = make_mesh(config.num_devices)
-  emesh = eval_mesh(mesh)
+  emesh = local_mesh(mesh)
   if config.batch_size % mesh.size:
     raise ValueError(f'batch_size={config.batch_size} is not divisible by the '
                      f'{mesh.size} devices of the mesh.')
-  try:
-    it = BatchIterator(*datasets['train'], global_batch_size=config.batch_size,
-                       seed=config.seed, mode=config.data_mode,
-                       process_index=jax.process_index(),
-                       process_count=jax.process_count())
-  except ValueError as e:  # E.g. fewer training pairs than one batch.
-    raise ConfigError(f'config.batch_size={config.batch_size}: {e}.') from None
+  it = _batch_iterator(config, datasets['train'])
   save_config(config, workdir)  # Data loaded: the run can start.
   steps_per_epoch = int(it.steps_per_epoch)
   total_steps = _total_steps(config, steps_per_epoch)
@@ -156,18 +141,16 @@ def _train_and_evaluate(config, workdir, restart_from_scratch, return_variables)
     logging.info('Resumed from %s/%d.', ckpt_dir, start)
     if is_main:
       print(f'Resumed from checkpoint step {start} in {ckpt_dir}.', flush=True)
-  best_mngr = ckpt_lib.manager(os.path.join(workdir, BEST_DIR), max_to_keep=1,
-                               cleanup_tmp_directories=True)
+  best_mngr = checkpoints.best_manager(os.path.join(workdir, BEST_DIR))
   best = reconcile_best(best_mngr, best, start)
 
   train_step = make_train_step(model, tx, config, mesh, run_key, recon_loss,
                                lr_schedule(config, total_steps))
   weights = loss_weights(config, mesh)
   writer = metric_writers.MetricWriter(workdir, enabled=is_main)
-  kill_at = int(os.environ.get(KILL_ENV, '0') or 0)
+  log_window = metric_writers.LogWindow(config.batch_size, steps_per_epoch)
   bar = tqdm.tqdm(total=total_steps, initial=start, disable=not is_main,
                   desc='train', dynamic_ncols=True)
-  window, t_window = [], time.time()
 
   def variables_host():
     return {'params': to_host(state.params), 'batch_stats': to_host(state.batch_stats)}
@@ -186,17 +169,12 @@ def _train_and_evaluate(config, workdir, restart_from_scratch, return_variables)
                                      mesh, run_key)
     if recal is not None:
       variables = dict(variables, batch_stats=recal)
-    fpr = selection_fpr95(model, variables, datasets['select'],
-                          config.eval_batch_size, emesh,
-                          config.dataset.selection_slice_size)
-    improved = best['fpr95'] is None or fpr < best['fpr95']
-    if improved:
+    fpr = mean_selection_fpr95(model, variables, datasets['select'],
+                               config.eval_batch_size, emesh,
+                               config.dataset.selection_slice_size)
+    if best['fpr95'] is None or fpr < best['fpr95']:
       best.update(fpr95=fpr, step=int(step))
-      best_mngr.save(step, args=ocp.args.Composite(**{
-          **best_items(state, recal, mesh, config),
-          ckpt_lib.TRAIN_STATE: ocp.args.JsonSave(
-              {'step': int(step), 'selection_fpr95': fpr,
-               'protocol': config.protocol})}), force=True)
+      checkpoints.save_best(best_mngr, step, state, recal, mesh, config, fpr)
     writer.write(step, {'selection_fpr95': fpr, 'best_fpr95': best['fpr95']},
                  kind='eval')
     bar.write(f'step {step}: {config.protocol}-protocol selection FPR95 '
@@ -210,41 +188,19 @@ def _train_and_evaluate(config, workdir, restart_from_scratch, return_variables)
       state, m = train_step(state, batch, weights)
       m = {k: float(v) for k, v in to_host(m).items()}
       dt = time.time() - t0
-      bad = sorted(k for k, v in m.items() if not math.isfinite(v)
-                   and k not in ('lr',))
-      weighted_bad = sorted(
-          k for k in config.loss_weights.keys()
-          if k in m and not math.isfinite(float(config.loss_weights[k]) * m[k]))
-      if bad or weighted_bad:
-        mngr.wait_until_finished()
-        latest = mngr.latest_step()
-        offending = sorted(set(bad + weighted_bad) - {'total', 'grad_norm'}) or bad
-        values = {k: m.get(k) for k in sorted(set(bad + weighted_bad))}
-        raise NonFiniteLossError(
-            f'Non-finite loss at step {step + 1}: offending terms {offending} '
-            f'(values {values}; weights '
-            f'{ {k: config.loss_weights[k] for k in offending if k in config.loss_weights} }). '
-            f'Stopped without saving; last good checkpoint: '
-            f'{f"{ckpt_dir}/{latest}" if latest is not None else "none"}.')
+      losses.check_finite(m, config.loss_weights, step + 1,
+                          lambda: checkpoints.last_checkpoint(mngr, ckpt_dir))
       step += 1
       bar.update(1)
-      window.append((m, dt))
+      log_window.add(m, dt)
       if step % config.log_every == 0 or step == total_steps:
-        wall = time.time() - t_window
-        avg = {k: float(np.mean([w[0][k] for w in window])) for k in m}
-        avg['lr'] = m['lr']
-        avg['step_time'] = float(np.mean([w[1] for w in window]))
-        avg['pairs_per_sec'] = config.batch_size * len(window) / max(wall, 1e-9)
-        avg['epoch'] = step / steps_per_epoch
+        avg = log_window.summary(step)
         writer.write(step, avg, kind='train')
         bar.set_postfix(loss=f'{avg["total"]:.4f}', acc=f'{avg["accuracy"]:.3f}')
-        window, t_window = [], time.time()
       if (eval_every > 0 and step % eval_every == 0) or step == total_steps:
         evaluate_and_select(step)
       if step % config.checkpoint_every == 0 or step == total_steps:
         save_checkpoint(mngr, state, train_meta_now(step), config)
-      if kill_at and step == kill_at:
-        os.kill(os.getpid(), signal.SIGKILL)
     if start >= total_steps and best['step'] is None:
       evaluate_and_select(start)
   finally:
@@ -259,7 +215,7 @@ def _train_and_evaluate(config, workdir, restart_from_scratch, return_variables)
 
   # Final evaluation of the selected checkpoint on every test split.
   best_vars = load_local_variables(os.path.join(workdir, BEST_DIR), state)
-  results = evaluation.evaluate_splits(
+  results = scoring.evaluate_splits(
       model, best_vars, datasets['test'], config.eval_batch_size, mesh=emesh,
       dataset=config.dataset.name, return_scores=True)
   scores = results.pop('scores')
@@ -268,14 +224,7 @@ def _train_and_evaluate(config, workdir, restart_from_scratch, return_variables)
           os.path.join(workdir, BEST_DIR), state), datasets['test'],
       config.eval_batch_size, emesh, bn_recalibration.settings(config))
   summary = {'workdir': workdir, 'protocol': config.protocol,
-             'selection': ('validation split carved from the training data'
-                           if config.protocol == 'clean' and not config.dataset.val_split
-                           else f'split {config.dataset.val_split}'
-                           if config.protocol == 'clean'
-                           else f'split {config.dataset.paper_selection_split} '
-                           '(as the official code does)'
-                           if config.dataset.paper_selection_split
-                           else 'test splits (as the official code does)'),
+             'selection': selection_description(config),
              'selected_step': best['step'], 'selection_fpr95': best['fpr95'],
              'final_step': int(step), 'dataset': config.dataset.name,
              'results': results}
