@@ -161,6 +161,23 @@ def apply_paper_protocol(c: ml_collections.ConfigDict) -> None:
   c.bn_recalibration.batches = 0  # The official code uses the moving averages.
 
 
+def paper_benchmark(name: str, arg: str = '', *, train_split: str = 'train',
+                    test_splits=('test',), after_protocol=None,
+                    **dataset) -> ml_collections.ConfigDict:
+  """A paper benchmark config: dataset `name` (with `dataset` fields), the
+  official recipe (apply_paper_protocol), top-level `after_protocol` fields,
+  then `arg` (model / test overrides)."""
+  c = get_config()
+  c.dataset.name = name
+  c.dataset.update(dataset)
+  c.dataset.train_split = train_split
+  c.dataset.test_splits = tuple(test_splits)
+  apply_paper_protocol(c)
+  c.update(after_protocol or {})
+  apply_arg(c, arg)
+  return c
+
+
 def apply_test_overrides(c: ml_collections.ConfigDict) -> None:
   """Tiny model, tiny in-memory data, a few steps: seconds on one CPU."""
   if c.model_name == 'rrl_net':
