@@ -1,4 +1,4 @@
-"""Pairs/s delivered by rrl_jax.data.pipeline.BatchIterator (issue 4 target: > 20,000).
+"""Pairs/s delivered by rrl_jax.data.pipeline.BatchIterator (target: > 20,000; README, "Datasets").
 
   python -m launch.bench_pipeline [--num_examples=100000] [--batches=3000]
 
