@@ -1,6 +1,6 @@
 """A run's data: the training split, the selection splits and the test splits.
 
-Protocols (README, "Protocols"): 'clean' selects on a validation split (given,
+Protocols (README, "Training"): 'clean' selects on a validation split (given,
 or carved from training by a seeded permutation); 'paper' selects on a test
 split as the official code does.
 """
