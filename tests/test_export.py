@@ -113,7 +113,7 @@ def test_export_round_trip_equals_checkpoint(tiny, exported):
   assert side['counts']['batch_norms_folded'] == 40
   assert json.load(open(out + '.json'))['input']['shape'] == ['batch', 2, 64, 64]
   # The artifact's documented preprocessing is evaluation's, bit for bit.
-  np.testing.assert_array_equal(export.U8_TO_UNIT, evaluation._U8_TO_UNIT)  # pylint: disable=protected-access
+  np.testing.assert_array_equal(export.U8_TO_UNIT, evaluation.U8_TO_UNIT)
   pairs = _pairs(11, seed=5)  # not a multiple of the batch: padding is cut
   want = matcher.Matcher.from_checkpoint(path, batch_size=4).score(pairs)
   from_export = matcher.Matcher.from_export(out, batch_size=4)

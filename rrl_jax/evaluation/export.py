@@ -21,13 +21,12 @@ import numpy as np
 
 from rrl_jax import pruning
 from rrl_jax.evaluation import deploy
+from rrl_jax.evaluation.scoring import U8_TO_UNIT  # Re-exported.
 from rrl_jax.models import RRLNet, model_config, model_from_config
 
 FORMAT = 'rrl_jax.export'
 VERSION = 1
 PLATFORMS = ('cpu', 'cuda')
-# uint8 -> [0, 1] exactly as numpy's `u8 / 255.0` cast to float32 (as evaluation).
-U8_TO_UNIT = (np.arange(256) / 255.0).astype(np.float32)
 
 
 class ExportError(ValueError):

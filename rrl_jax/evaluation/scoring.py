@@ -22,8 +22,11 @@ from rrl_jax.sharding import DATA_AXIS, batch_sharding, data_mesh, replicated
 
 VIS_NIR_TEST = ('field', 'forest', 'indoor', 'mountain', 'oldbuilding',
                 'street', 'urban', 'water')
-# uint8 -> [0, 1] exactly as numpy's `u8 / 255.0` cast to float32 (Keras input).
-_U8_TO_UNIT = (np.arange(256) / 255.0).astype(np.float32)
+# uint8 -> [0, 1] exactly as numpy's `u8 / 255.0` cast to float32 (Keras input);
+# scoring and export both index this table. (The train step's jitted `/ 255.0`
+# compiles to a multiply by float32(1/255): 126 of the 256 values differ by one
+# ulp; left as is so training replays the Keras parity fixtures bit for bit.)
+U8_TO_UNIT = (np.arange(256) / 255.0).astype(np.float32)
 
 
 def check_pairs(pairs: Any, patch_size: Optional[int] = 64,
@@ -77,7 +80,7 @@ def _scorer(model: RRLNet, mesh: Mesh, logits: bool):
 
   def score(variables, pairs):
     if pairs.dtype == jnp.uint8:
-      x = jnp.asarray(_U8_TO_UNIT)[pairs.astype(jnp.int32)]
+      x = jnp.asarray(U8_TO_UNIT)[pairs.astype(jnp.int32)]
     else:
       x = pairs.astype(jnp.float32)
     logit = pruning.match_logit(model, variables, x[:, 0, ..., None],
