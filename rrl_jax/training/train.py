@@ -213,38 +213,44 @@ def _train_and_evaluate(config, workdir, restart_from_scratch, return_variables)
     best_mngr.close()
     writer.close()
 
-  # Final evaluation of the selected checkpoint on every test split.
-  best_vars = load_local_variables(os.path.join(workdir, BEST_DIR), state)
-  results = scoring.evaluate_splits(
-      model, best_vars, datasets['test'], config.eval_batch_size, mesh=emesh,
-      dataset=config.dataset.name, return_scores=True)
-  scores = results.pop('scores')
-  bn_info = bn_recalibration.evaluate_moving_averages(
-      results, model, best_vars, load_local_moving_batch_stats(
-          os.path.join(workdir, BEST_DIR), state), datasets['test'],
-      config.eval_batch_size, emesh, bn_recalibration.settings(config))
-  summary = {'workdir': workdir, 'protocol': config.protocol,
-             'selection': selection_description(config),
-             'selected_step': best['step'], 'selection_fpr95': best['fpr95'],
-             'final_step': int(step), 'dataset': config.dataset.name,
-             'results': results}
-  outdir = os.path.join(workdir, RESULTS_DIR)
-  if is_main:
-    reports.write_reports(
-        outdir, dict(results, scores=scores), datasets['test'],
-        dataset=config.dataset.name, protocol=config.protocol,
-        checkpoint=os.path.join(workdir, BEST_DIR),
-        extra={'selection': summary['selection'],
-               'selected_step': best['step'],
-               'selection_fpr95': best['fpr95'], 'final_step': int(step),
-               'bn_statistics': bn_info})
-    with open(os.path.join(outdir, 'summary.json'), 'w') as f:
-      json.dump(summary, f, indent=2, default=str)
-    print(f'Training done ({step} steps, {config.protocol} protocol, selected step '
-          f'{best["step"]}).', flush=True)
-    print(reports.console_summary(outdir), flush=True)
+  summary = evaluate_best(model, state, datasets['test'], config, workdir, emesh,
+                          best, final_step=int(step), write=is_main)
   if return_variables:
     summary['variables'] = variables_host()
   if jax.process_count() > 1:  # Everyone leaves once the reports are written.
     multihost_utils.sync_global_devices('rrl_jax_train_and_evaluate_done')
+  return summary
+
+
+def evaluate_best(model, like: TrainState, tests, config, workdir: str, mesh,
+                  best: Dict[str, Any], final_step: int, write: bool) -> Dict[str, Any]:
+  """Scores best/ on every test split; writes results/ and summary.json if `write`."""
+  best_dir = os.path.join(workdir, BEST_DIR)
+  best_vars = load_local_variables(best_dir, like)
+  results = scoring.evaluate_splits(
+      model, best_vars, tests, config.eval_batch_size, mesh=mesh,
+      dataset=config.dataset.name, return_scores=True)
+  scores = results.pop('scores')
+  bn_info = bn_recalibration.evaluate_moving_averages(
+      results, model, best_vars, load_local_moving_batch_stats(best_dir, like), tests,
+      config.eval_batch_size, mesh, bn_recalibration.settings(config))
+  summary = {'workdir': workdir, 'protocol': config.protocol,
+             'selection': selection_description(config),
+             'selected_step': best['step'], 'selection_fpr95': best['fpr95'],
+             'final_step': final_step, 'dataset': config.dataset.name,
+             'results': results}
+  outdir = os.path.join(workdir, RESULTS_DIR)
+  if write:
+    reports.write_reports(
+        outdir, dict(results, scores=scores), tests,
+        dataset=config.dataset.name, protocol=config.protocol, checkpoint=best_dir,
+        extra={'selection': summary['selection'],
+               'selected_step': best['step'],
+               'selection_fpr95': best['fpr95'], 'final_step': final_step,
+               'bn_statistics': bn_info})
+    with open(os.path.join(outdir, 'summary.json'), 'w') as f:
+      json.dump(summary, f, indent=2, default=str)
+    print(f'Training done ({final_step} steps, {config.protocol} protocol, selected '
+          f'step {best["step"]}).', flush=True)
+    print(reports.console_summary(outdir), flush=True)
   return summary
