@@ -6,6 +6,7 @@ import inspect
 import math
 from typing import Optional
 
+import jax
 import numpy as np
 
 from rrl_jax.data.toy import TOY_DATASET

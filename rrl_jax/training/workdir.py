@@ -5,11 +5,8 @@ Nothing is written to a run directory before the config is valid and the
 lock is held. Also turns on JAX's persistent compilation cache.
 """
 import contextlib
-import dataclasses
 import datetime
-import inspect
 import json
-import math
 import os
 import socket
 import sys
@@ -22,7 +19,7 @@ from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
 
-from rrl_jax.errors import ConfigError, UserError, WorkdirError
+from rrl_jax.errors import UserError, WorkdirError
 
 CONFIG_FILE = 'config.json'
 # Fields that only change how long / how verbosely a run goes: a restart may
