@@ -18,10 +18,10 @@ import os
 
 import ml_collections
 
-from rrl_jax.augment import default_augment_config
-from rrl_jax.losses import LOSS_NAMES
+from rrl_jax.training.augment import default_augment_config
+from rrl_jax.training.losses import LOSS_NAMES
 from rrl_jax.models import variants
-from rrl_jax.optim import default_optimizer_config
+from rrl_jax.training.optim import default_optimizer_config
 
 # ../shared/data beside the repository (real scenes for configs/scenes.py, roadscene.py).
 SHARED_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
@@ -159,6 +159,23 @@ def apply_paper_protocol(c: ml_collections.ConfigDict) -> None:
   c.recon_loss = 'perceptual'
   c.optimizer.name = 'keras_nadam'
   c.optimizer.learning_rate = 2e-4
+
+
+def paper_benchmark(name: str, arg: str = '', *, train_split: str = 'train',
+                    test_splits=('test',), after_protocol=None,
+                    **dataset) -> ml_collections.ConfigDict:
+  """A paper benchmark config: dataset `name` (with `dataset` fields), the
+  official recipe (apply_paper_protocol), top-level `after_protocol` fields,
+  then `arg` (model / test overrides)."""
+  c = get_config()
+  c.dataset.name = name
+  c.dataset.update(dataset)
+  c.dataset.train_split = train_split
+  c.dataset.test_splits = tuple(test_splits)
+  apply_paper_protocol(c)
+  c.update(after_protocol or {})
+  apply_arg(c, arg)
+  return c
 
 
 def apply_test_overrides(c: ml_collections.ConfigDict) -> None:

@@ -11,10 +11,4 @@ from configs import default
 
 
 def get_config(arg: str = ''):
-  c = default.get_config()
-  c.dataset.name = 'os'
-  c.dataset.train_split = 'train'
-  c.dataset.test_splits = ('test',)
-  default.apply_paper_protocol(c)
-  default.apply_arg(c, arg)
-  return c
+  return default.paper_benchmark('os', arg)

@@ -10,13 +10,8 @@ from configs import default
 
 
 def get_config(arg: str = ''):
-  c = default.get_config()
-  c.dataset.name = 'scenes'
-  c.dataset.manual_dir = os.path.abspath(os.path.join(default.SHARED_DATA, 'rgbnir_scenes'))
-  c.dataset.train_split = 'country'
-  c.dataset.test_splits = ('field', 'forest', 'indoor', 'mountain')
-  c.dataset.val_fraction = 0.05
-  default.apply_paper_protocol(c)
-  c.checkpoint_every = 500
-  default.apply_arg(c, arg)
-  return c
+  return default.paper_benchmark(
+      'scenes', arg, train_split='country',
+      test_splits=('field', 'forest', 'indoor', 'mountain'),
+      manual_dir=os.path.abspath(os.path.join(default.SHARED_DATA, 'rgbnir_scenes')),
+      val_fraction=0.05, after_protocol={'checkpoint_every': 500})

@@ -10,17 +10,10 @@ With --config.protocol=paper selection uses val_data.npy in 8 slices of
 """
 from configs import default
 
-TEST_CATEGORIES = ('field', 'forest', 'indoor', 'mountain', 'oldbuilding',
-                   'street', 'urban', 'water')
+from rrl_jax.evaluation.scoring import VIS_NIR_TEST as TEST_CATEGORIES
 
 
 def get_config(arg: str = ''):
-  c = default.get_config()
-  c.dataset.name = 'vis_nir'
-  c.dataset.train_split = 'country'
-  c.dataset.test_splits = TEST_CATEGORIES
-  c.dataset.paper_selection_split = 'val'
-  c.dataset.selection_slice_size = 10000
-  default.apply_paper_protocol(c)
-  default.apply_arg(c, arg)
-  return c
+  return default.paper_benchmark(
+      'vis_nir', arg, train_split='country', test_splits=TEST_CATEGORIES,
+      paper_selection_split='val', selection_slice_size=10000)

@@ -55,6 +55,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rrl_jax import pruning
+from rrl_jax import sharding
 from rrl_jax import xla_cpu as perf
 from rrl_jax.models import RRLNet, variants
 
@@ -165,20 +166,17 @@ def machine_info() -> Dict[str, Any]:
 
 
 def make_mesh(which: str):
-  from jax.sharding import Mesh  # pylint: disable=g-import-not-at-top
-  devices = jax.devices()[:1] if which == 'one' else jax.devices()
-  return Mesh(np.asarray(devices), ('data',))
+  """'one': the first device; 'all': every device (rrl_jax.sharding.data_mesh)."""
+  return sharding.data_mesh(jax.devices()[:1] if which == 'one' else None)
 
 
 def shard_batch(mesh, *arrays):
-  from jax.sharding import NamedSharding, PartitionSpec as P  # pylint: disable=g-import-not-at-top
-  sharding = NamedSharding(mesh, P('data'))
-  return tuple(jax.device_put(a, sharding) for a in arrays)
+  batched = sharding.batch_sharding(mesh)
+  return tuple(jax.device_put(a, batched) for a in arrays)
 
 
 def replicate(mesh, tree):
-  from jax.sharding import NamedSharding, PartitionSpec as P  # pylint: disable=g-import-not-at-top
-  return jax.device_put(tree, NamedSharding(mesh, P()))
+  return jax.device_put(tree, sharding.replicated(mesh))
 
 
 def random_patches(batch: int, patch: int, seed: int):
@@ -266,8 +264,9 @@ def bench_train(args, dtype: str, which: str, batch: int, augment: bool):
   augmentation on); False the pure step. Any failure to build it is raised.
   """
   from configs import default as default_config  # pylint: disable=g-import-not-at-top
-  from rrl_jax import losses, optim  # pylint: disable=g-import-not-at-top
-  from rrl_jax import train_step as ts  # pylint: disable=g-import-not-at-top
+  from rrl_jax.training import losses
+  from rrl_jax.training import optim  # pylint: disable=g-import-not-at-top
+  from rrl_jax.training import step as ts  # pylint: disable=g-import-not-at-top
   mesh = make_mesh(which)
   if batch % mesh.size:
     return None
@@ -281,7 +280,7 @@ def bench_train(args, dtype: str, which: str, batch: int, augment: bool):
   tx = optim.make_optimizer(config.optimizer)
   vgg = None
   if args.recon_loss == 'perceptual':
-    from rrl_jax import vgg19  # pylint: disable=g-import-not-at-top
+    from rrl_jax.training import vgg19  # pylint: disable=g-import-not-at-top
     vgg = vgg19.load_vgg19_params(os.path.expanduser(args.vgg19_weights))
   recon_loss = losses.make_recon_loss(args.recon_loss, vgg_params=vgg)
   xa, xb = random_patches(batch, model.patch_size, args.seed)

@@ -52,7 +52,9 @@ def setup(config, batch):
   """(state, step, batch arrays, loss weights) of the real training step."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from rrl_jax import losses, optim, train_step as ts  # pylint: disable=g-import-not-at-top
+  from rrl_jax.training import losses
+  from rrl_jax.training import optim
+  from rrl_jax.training import step as ts  # pylint: disable=g-import-not-at-top
   mesh = ts.make_mesh(1)
   model = ts.make_model(config)
   tx = optim.make_optimizer(config.optimizer)

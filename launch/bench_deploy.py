@@ -19,7 +19,8 @@ from typing import Any, Dict, List
 import jax
 import numpy as np
 
-from rrl_jax import deploy, pruning
+from rrl_jax import pruning
+from rrl_jax.evaluation import deploy
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -79,7 +80,7 @@ def _timed(cmd: List[str]) -> float:
 
 def bench_match(args) -> List[Dict[str, Any]]:
   from launch import bench  # pylint: disable=g-import-not-at-top
-  from rrl_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  from rrl_jax.training import checkpoints as checkpoint  # pylint: disable=g-import-not-at-top
   from rrl_jax.models import model_config  # pylint: disable=g-import-not-at-top
   model = bench.build_model(args, 'float32')
   n = args.match_pairs

@@ -86,7 +86,7 @@ def variant_config(config_file: str, variant: str,
 
 def _is_finished(config, vdir: str) -> bool:
   """Results present and trained with exactly this config."""
-  from rrl_jax.workdir import CONFIG_FILE, config_to_dict  # pylint: disable=g-import-not-at-top
+  from rrl_jax.training.workdir import CONFIG_FILE, config_to_dict  # pylint: disable=g-import-not-at-top
   summary = os.path.join(vdir, 'results', 'summary.json')
   saved = os.path.join(vdir, CONFIG_FILE)
   if not (os.path.exists(summary) and os.path.exists(saved)):
@@ -100,7 +100,7 @@ def parameter_counts(config) -> Dict[str, int]:
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from rrl_jax.pruning import count_parameters  # pylint: disable=g-import-not-at-top
-  from rrl_jax.train_step import make_model  # pylint: disable=g-import-not-at-top
+  from rrl_jax.training.step import make_model  # pylint: disable=g-import-not-at-top
   model = make_model(config)
   p = getattr(model, 'patch_size', 64)
   x = jax.ShapeDtypeStruct((2, p, p, 1), jnp.float32)
@@ -115,7 +115,7 @@ def parameter_counts(config) -> Dict[str, int]:
 
 def run_variant(config, variant: str, workdir: str) -> Dict[str, Any]:
   """Trains+evaluates one variant (unless finished); returns its record."""
-  from rrl_jax import train  # pylint: disable=g-import-not-at-top
+  from rrl_jax.training import train  # pylint: disable=g-import-not-at-top
   vdir = variant_dir(workdir, variant)
   record_path = os.path.join(vdir, RECORD)
   if _is_finished(config, vdir) and os.path.exists(record_path):
@@ -294,7 +294,7 @@ def main(argv):
                               config_flags.get_override_values(flag))
   except ValueError as e:
     sys.exit(f'ERROR: {e}')
-  from rrl_jax import train  # pylint: disable=g-import-not-at-top
+  from rrl_jax.training import train  # pylint: disable=g-import-not-at-top
   try:
     compare(config_file, _VARIANTS.value, _WORKDIR.value, configs=configs)
   except (train.ConfigMismatchError, train.NonFiniteLossError,

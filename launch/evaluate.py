@@ -24,7 +24,11 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from absl import app, flags, logging
 
-from rrl_jax import bn_recalibration, checkpoint, cli, evaluation, reports
+from rrl_jax import cli
+from rrl_jax.training import bn_recalibration
+from rrl_jax.training import checkpoints as checkpoint
+from rrl_jax.evaluation import scoring as evaluation
+from rrl_jax.evaluation import reports
 from rrl_jax import xla_cpu
 from rrl_jax.models import model_from_config
 
@@ -99,7 +103,7 @@ def recalibrate_checkpoint(checkpoint_dir: str, out_dir: str, split_data: Any, *
     raise ValueError(f'--recalibrate_batches={batches} and --recalibrate_batch_size='
                      f'{batch_size} must be positive.')
   import jax  # pylint: disable=g-import-not-at-top
-  from rrl_jax.train_step import make_mesh  # pylint: disable=g-import-not-at-top
+  from rrl_jax.training.step import make_mesh  # pylint: disable=g-import-not-at-top
   variables, meta = checkpoint.load_variables(checkpoint_dir, step)
   model = model_from_config(meta.get('model') or {})
   mesh = make_mesh()
@@ -186,7 +190,7 @@ def recalibrate_from_flags(config, checkpoint_dir: str) -> str:
                      '(give a new directory).' if out else
                      '--recalibrated_out is required with --recalibrate_split.')
   from rrl_jax import data  # pylint: disable=g-import-not-at-top
-  from rrl_jax.augment import default_augment_config  # pylint: disable=g-import-not-at-top
+  from rrl_jax.training.augment import default_augment_config  # pylint: disable=g-import-not-at-top
   cfg_data = config.dataset if config is not None else None
   dataset = FLAGS.dataset or (cfg_data.name if cfg_data is not None else None)
   if not dataset:

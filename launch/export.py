@@ -6,14 +6,15 @@ r"""Exports a checkpoint's match scorer, BatchNorm folded, as a jax.export artif
 Writes OUT (serialized StableHLO, batch dimension symbolic, CPU and CUDA; the
 folded MLPP weights are baked in as constants) and OUT.json (input spec,
 preprocessing uint8 / 255, model, parameter counts, source checkpoint, SHA-256).
-See rrl_jax/export.py.
+See rrl_jax/evaluation/export.py.
 """
 import os
 import sys
 
 from absl import app, flags
 
-from rrl_jax import checkpoint, cli, xla_cpu
+from rrl_jax import cli, xla_cpu
+from rrl_jax.training import checkpoints as checkpoint
 
 FLAGS = flags.FLAGS
 
@@ -31,7 +32,7 @@ def define_flags() -> None:
 def run(checkpoint_dir: str, out: str, step=None, platforms=('cpu', 'cuda'),
         overwrite: bool = False):
   """Exports; returns the sidecar dict. ValueError/CheckpointError on bad input."""
-  from rrl_jax import export  # pylint: disable=g-import-not-at-top
+  from rrl_jax.evaluation import export  # pylint: disable=g-import-not-at-top
   if not out:
     raise ValueError('--out is required.')
   if os.path.isdir(out):

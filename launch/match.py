@@ -15,7 +15,10 @@ from typing import Optional
 from absl import app, flags
 import numpy as np
 
-from rrl_jax import checkpoint, cli, evaluation, matcher
+from rrl_jax import cli
+from rrl_jax.training import checkpoints as checkpoint
+from rrl_jax.evaluation import scoring as evaluation
+from rrl_jax.evaluation import matcher
 from rrl_jax import xla_cpu
 
 FLAGS = flags.FLAGS

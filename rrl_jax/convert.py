@@ -21,11 +21,9 @@ import re
 import sys
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from absl import app, flags
 import numpy as np
 
-from rrl_jax import checkpoint
-from rrl_jax import cli
+from rrl_jax.training import checkpoints as checkpoint
 from rrl_jax import keras_import
 from rrl_jax.models import RRLNet, get_model, model_config, model_name
 
@@ -279,8 +277,6 @@ def convert_keras_h5(path: str, name: str = 'rrl_net', **model_kwargs
   return variables, meta
 
 
-FLAGS = flags.FLAGS
-
 
 def check_output_dir(out: str) -> None:
   """Refuses an --out that is a file, a non-empty directory or not writable.
@@ -304,32 +300,6 @@ def check_output_dir(out: str) -> None:
     raise ConversionError(f'--out={out}: directory {parent} is not writable.')
 
 
-def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  cli.quiet_logging()  # Orbax logs every file at INFO.
-  try:
-    check_output_dir(FLAGS.out)
-    variables, meta = convert_keras_h5(FLAGS.keras_h5, FLAGS.model)
-    step_dir = checkpoint.save_variables(FLAGS.out, variables, meta)
-  except (ConversionError, checkpoint.CheckpointError) as e:
-    sys.exit(f'rrl_jax.convert: error: {e}')
-  from rrl_jax.pruning import count_parameters  # pylint: disable=g-import-not-at-top
-  print(f'Converted {FLAGS.keras_h5} ({meta["source"]["kind"]} model, '
-        f'{count_parameters(variables["params"]):,} parameters, '
-        f'{count_parameters(variables["batch_stats"]):,} BatchNorm statistics) '
-        f'-> {step_dir}')
-
-
-def run(argv: Optional[Sequence[str]] = None) -> None:
-  flags.DEFINE_string('model', 'rrl_net', 'Network the file holds: rrl_net, '
-                      'scfdm, afd_net, mfd_net, efr_net or fil_net.')
-  flags.DEFINE_string('keras_h5', None, 'Keras HDF5 weights (save_weights or model.save).')
-  flags.DEFINE_string('out', None, 'Output checkpoint directory (new or empty).')
-  flags.mark_flags_as_required(['keras_h5', 'out'])
-  cli.define_help_flags()
-  app.run(main, argv=argv)
-
-
-if __name__ == '__main__':
-  run()
+if __name__ == '__main__':  # `python -m rrl_jax.convert`: the program is launch/convert.py.
+  from launch import convert as _program  # pylint: disable=g-import-not-at-top
+  _program.run()

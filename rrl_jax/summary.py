@@ -102,27 +102,6 @@ def model_kwargs(widths, settings) -> Dict[str, Any]:
   return kwargs
 
 
-FLAGS = flags.FLAGS
-
-
-def main(argv: Sequence[str]) -> None:
-  del argv
-  kwargs = model_kwargs(FLAGS.widths, FLAGS.set)
-  try:
-    name, variant_kwargs = variants.resolve(FLAGS.model)
-    kwargs = {**variant_kwargs, **kwargs}
-    model = get_model(name, **kwargs)
-    summary = summarize(model)
-  except (TypeError, ValueError) as e:
-    raise app.UsageError(f'--model={FLAGS.model} {kwargs or ""}: {e}') from None
-  print(json.dumps(summary, indent=2) if FLAGS.json else format_table(summary))
-
-
-if __name__ == '__main__':
-  flags.DEFINE_string('model', 'rrl_net', f'Network: one of {sorted(MODELS)}, '
-                      'or rrl_net:ABLATION (rrl_jax/models/variants.py).')
-  flags.DEFINE_bool('json', False, 'Print JSON instead of a table.')
-  flags.DEFINE_list('widths', None, 'Widths (default: the official model).')
-  flags.DEFINE_multi_string('set', [], 'Model field=JSON value, e.g. --set=mgla=false.')
-  cli.define_help_flags()
-  app.run(main)
+if __name__ == '__main__':  # `python -m rrl_jax.summary`: the program is launch/summary.py.
+  from launch import summary as _program  # pylint: disable=g-import-not-at-top
+  _program.run()

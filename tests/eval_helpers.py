@@ -3,7 +3,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rrl_jax import checkpoint
+from rrl_jax.training import checkpoints as checkpoint
 from rrl_jax.models import model_config
 
 from conftest import SMALL_MODEL as TINY

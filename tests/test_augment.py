@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rrl_jax import augment
+from rrl_jax.training import augment
 
 RNG = jax.random.PRNGKey(42)
 B = 8

@@ -6,10 +6,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rrl_jax import bn_recalibration, pruning
-from rrl_jax.augment import default_augment_config
+from rrl_jax import pruning
+from rrl_jax.training import bn_recalibration
+from rrl_jax.training.augment import default_augment_config
 from rrl_jax.models import RRLNet
-from rrl_jax.train_step import make_mesh
+from rrl_jax.training.step import make_mesh
 from tests.conftest import SMALL_MODEL
 from tests.train_helpers import run_python
 
@@ -115,10 +116,10 @@ SCRIPT = r'''
 import json, sys
 import jax, jax.numpy as jnp, numpy as np
 assert jax.device_count() == 4, jax.devices()
-from rrl_jax import bn_recalibration
-from rrl_jax.augment import default_augment_config
+from rrl_jax.training import bn_recalibration
+from rrl_jax.training.augment import default_augment_config
 from rrl_jax.models import RRLNet
-from rrl_jax.train_step import make_mesh
+from rrl_jax.training.step import make_mesh
 from tests.conftest import SMALL_MODEL
 model = RRLNet(**SMALL_MODEL)
 x = jnp.zeros((2, 64, 64, 1))

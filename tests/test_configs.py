@@ -84,9 +84,9 @@ def test_locked_config_refuses_new_fields():
 @pytest.mark.parametrize('name', CONFIGS)
 @pytest.mark.parametrize('arg', ['', ':test'])
 def test_every_config_passes_validation(name, arg):
-  from rrl_jax import workdir  # pylint: disable=g-import-not-at-top
+  from rrl_jax.training import config_validation  # pylint: disable=g-import-not-at-top
   c = _parse([f'--config={REPO}/configs/{name}.py{arg}'])
-  assert workdir.config_problems(c, device_count=1) == []
+  assert config_validation.config_problems(c, device_count=1) == []
 
 
 # ---------------------------------------------------------------------------

@@ -8,7 +8,8 @@ import jax
 import numpy as np
 import pytest
 
-from rrl_jax import checkpoint, convert, pruning
+from rrl_jax import convert, pruning
+from rrl_jax.training import checkpoints as checkpoint
 
 from conftest import KERAS_H5, REPO, require_path
 

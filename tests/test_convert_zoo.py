@@ -17,7 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rrl_jax import checkpoint, convert, keras_import, pruning
+from rrl_jax import convert, keras_import, pruning
+from rrl_jax.training import checkpoints as checkpoint
 from rrl_jax.models import MODELS, get_model, model_from_config
 
 from conftest import REPO

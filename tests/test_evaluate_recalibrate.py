@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from launch import evaluate
-from rrl_jax import checkpoint
+from rrl_jax.training import checkpoints as checkpoint
 from rrl_jax.models import RRLNet
 from eval_helpers import TINY, random_variables, save_tiny_checkpoint
 from tests.train_helpers import REPO, max_abs_diff

@@ -10,7 +10,11 @@ import pytest
 
 from launch import export as export_cli
 from launch import match as match_cli
-from rrl_jax import deploy, evaluation, export, matcher, pruning
+from rrl_jax import pruning
+from rrl_jax.evaluation import deploy
+from rrl_jax.evaluation import scoring as evaluation
+from rrl_jax.evaluation import export
+from rrl_jax.evaluation import matcher
 from rrl_jax.models import RRLNet
 from eval_helpers import TINY, random_variables, save_tiny_checkpoint
 
@@ -109,7 +113,7 @@ def test_export_round_trip_equals_checkpoint(tiny, exported):
   assert side['counts']['batch_norms_folded'] == 40
   assert json.load(open(out + '.json'))['input']['shape'] == ['batch', 2, 64, 64]
   # The artifact's documented preprocessing is evaluation's, bit for bit.
-  np.testing.assert_array_equal(export.U8_TO_UNIT, evaluation._U8_TO_UNIT)  # pylint: disable=protected-access
+  np.testing.assert_array_equal(export.U8_TO_UNIT, evaluation.U8_TO_UNIT)
   pairs = _pairs(11, seed=5)  # not a multiple of the batch: padding is cut
   want = matcher.Matcher.from_checkpoint(path, batch_size=4).score(pairs)
   from_export = matcher.Matcher.from_export(out, batch_size=4)
@@ -174,7 +178,7 @@ def test_cli_export_then_match(tiny, exported, tmp_path):
 
 
 def test_export_refuses_bad_checkpoint_and_existing_out(exported, tmp_path):
-  from rrl_jax.checkpoint import CheckpointError
+  from rrl_jax.training.checkpoints import CheckpointError
   with pytest.raises(CheckpointError, match='not an rrl_jax checkpoint'):
     export_cli.run(str(tmp_path), str(tmp_path / 'x.jaxexport'))
   out, _ = exported

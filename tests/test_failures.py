@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from rrl_jax import checkpoint
-from rrl_jax import train
+from rrl_jax.training import checkpoints as checkpoint
+from rrl_jax.training import train
 from tests.train_helpers import REPO, config_flags_for, max_abs_diff, params_of
 from tests.train_helpers import run_python, tiny_config
 

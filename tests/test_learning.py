@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from rrl_jax import train
+from rrl_jax.training import train
 from tests.train_helpers import tiny_config
 
 CHANCE_FPR95 = 95.0

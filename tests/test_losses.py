@@ -4,7 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rrl_jax import losses, vgg19
+from rrl_jax.training import losses
+from rrl_jax.training import vgg19
 
 
 def keras22_bce(probs, labels):

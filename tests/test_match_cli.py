@@ -25,7 +25,7 @@ def test_keras_fixture_round_trip(tmp_path):
   h5 = require_path(os.path.join(KERAS_FIXTURES, 'rrl_weights_seed0.h5'))
   outputs = np.load(require_path(os.path.join(KERAS_FIXTURES, 'outputs_seed0.npz')))
   convert = pytest.importorskip('rrl_jax.convert')
-  from rrl_jax import checkpoint
+  from rrl_jax.training import checkpoints as checkpoint
   variables, meta = convert.convert_keras_h5(h5)
   ckpt = checkpoint.save_variables(str(tmp_path / 'keras'), variables, meta)
   pack = np.stack([outputs['x1_u8'][..., 0], outputs['x2_u8'][..., 0]], axis=1)
@@ -112,7 +112,7 @@ def test_cli_prints_real_path_and_refuses_overwrite(tiny_ckpt, tmp_path):
 
 
 def test_training_workdir_uses_its_best(tiny_ckpt, tmp_path):
-  from rrl_jax import checkpoint  # pylint: disable=import-outside-toplevel
+  from rrl_jax.training import checkpoints as checkpoint  # pylint: disable=import-outside-toplevel
   workdir = tmp_path / 'run'
   (workdir / 'checkpoints').mkdir(parents=True)
   os.symlink(tiny_ckpt, workdir / 'best')

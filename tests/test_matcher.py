@@ -2,8 +2,9 @@
 import numpy as np
 import pytest
 
-from rrl_jax import evaluation, matcher
-from rrl_jax.checkpoint import CheckpointError
+from rrl_jax.evaluation import scoring as evaluation
+from rrl_jax.evaluation import matcher
+from rrl_jax.training.checkpoints import CheckpointError
 from rrl_jax.models import RRLNet
 from eval_helpers import TINY, random_variables, save_tiny_checkpoint
 

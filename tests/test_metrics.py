@@ -4,7 +4,7 @@ import pytest
 from scipy import interpolate
 from sklearn import metrics as skm
 
-from rrl_jax import metrics
+from rrl_jax.evaluation import metrics
 
 
 def official_fpr95(labels, scores):

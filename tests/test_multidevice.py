@@ -7,7 +7,7 @@ SCRIPT = r'''
 import json, sys
 import jax
 assert jax.device_count() == 4, jax.devices()
-from rrl_jax import train
+from rrl_jax.training import train
 from tests.train_helpers import max_abs_diff, params_of, tiny_config
 out = {}
 for n in (1, 4):

@@ -17,7 +17,7 @@ from rrl_jax import distributed
 pid, nproc, port, workdir, out = sys.argv[1:6]
 if int(nproc) > 1:
   distributed.initialize(f'127.0.0.1:{port}', int(nproc), int(pid), cpu_collectives='gloo')
-from rrl_jax import train
+from rrl_jax.training import train
 from tests.train_helpers import tiny_config
 c = tiny_config(num_train_steps=3, checkpoint_every=3, eval_every=0)
 c.optimizer.name = 'sgd'

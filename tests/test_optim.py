@@ -5,7 +5,7 @@ import numpy as np
 import optax
 import pytest
 
-from rrl_jax import optim
+from rrl_jax.training import optim
 
 
 def keras_nadam_numpy(params, grads_per_step, lr, beta_1=0.9, beta_2=0.999,

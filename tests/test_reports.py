@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from launch import evaluate
-from rrl_jax import reports
+from rrl_jax.evaluation import reports
 from rrl_jax.models import RRLNet
 from eval_helpers import TINY, random_variables, save_tiny_checkpoint
 
@@ -100,7 +100,7 @@ def test_misjudged_picks_worst():
 def test_evaluate_errors(tiny_checkpoint, tmp_path):
   with pytest.raises(ValueError, match='--dataset'):
     evaluate.run(tiny_checkpoint, str(tmp_path))
-  from rrl_jax.checkpoint import CheckpointError
+  from rrl_jax.training.checkpoints import CheckpointError
   with pytest.raises(CheckpointError, match='not an rrl_jax checkpoint'):
     evaluate.run(str(tmp_path), str(tmp_path), dataset='os',
                  split_data=tiny_split_data())

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from rrl_jax import train
+from rrl_jax.training import train
 from tests.train_helpers import config_flags_for, max_abs_diff, params_of
 from tests.train_helpers import run_python, tiny_config
 
@@ -56,9 +56,9 @@ def test_corrupt_latest_checkpoint_falls_back(first_half, tmp_path, capsys):
 
 def test_killed_subprocess_resumes_exactly(reference, tmp_path):
   workdir = str(tmp_path / 'killed')
-  args = ['-m', 'launch.main', f'--workdir={workdir}'] + config_flags_for(
-      num_train_steps=2 * N)
-  killed = run_python(args, env={train.KILL_ENV: str(N + 1)})
+  flags = [f'--workdir={workdir}'] + config_flags_for(num_train_steps=2 * N)
+  args = ['-m', 'launch.main'] + flags
+  killed = run_python(['-m', 'tests.kill_at_step', f'--kill_after_step={N + 1}'] + flags)
   assert killed.returncode == -9, killed.stderr[-3000:]
   assert not os.path.exists(os.path.join(workdir, 'results'))
   resumed = run_python(args)

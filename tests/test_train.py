@@ -5,9 +5,9 @@ import os
 import numpy as np
 import pytest
 
-from rrl_jax import metric_writers
-from rrl_jax import train
-from rrl_jax import vgg19
+from rrl_jax.training import metric_writers
+from rrl_jax.training import train
+from rrl_jax.training import vgg19
 from tests.train_helpers import max_abs_diff, params_of, tiny_config
 
 WEIGHTS = {'stage3': 2.0, 'stage4': 0.5, 'stage5': 1.0, 'module3': 0.0,
@@ -53,7 +53,7 @@ def test_metrics_logged_and_weights_reach_total(one_step_run):
 
 
 def test_best_holds_recalibrated_statistics_and_the_moving_averages(one_step_run):
-  from rrl_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  from rrl_jax.training import checkpoints as checkpoint  # pylint: disable=g-import-not-at-top
   workdir, _ = one_step_run
   best_dir = os.path.join(workdir, 'best')
   best, trained = params_of(workdir, 'best'), params_of(workdir)  # both step 1

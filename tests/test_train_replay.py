@@ -1,4 +1,4 @@
-"""Training parity with the official Keras model (issue 3, fixtures README).
+"""Training parity with the official Keras model (REFERENCE.md, fixtures README).
 
 Replays train_replay_seed0.npz: three train_on_batch steps of the official
 model from its initial weights, MSE-only reconstruction (0.1 * MSE), no
@@ -13,7 +13,9 @@ import numpy as np
 import optax
 import pytest
 
-from rrl_jax import convert, losses, optim
+from rrl_jax import convert
+from rrl_jax.training import losses
+from rrl_jax.training import optim
 from rrl_jax.models import RRLNet
 from conftest import KERAS_FIXTURES, require_path
 

@@ -4,8 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rrl_jax import vgg19
-from rrl_jax.vgg19 import VGG19WeightsError
+from rrl_jax.training import vgg19
+from rrl_jax.training.vgg19 import VGG19WeightsError
 
 
 def _assert_same(a, b):

@@ -7,19 +7,20 @@ import sys
 
 import pytest
 
-from rrl_jax import workdir as wd
+from rrl_jax.training import config_validation
+from rrl_jax.training import workdir as wd
 from rrl_jax.errors import ConfigError, WorkdirError
 from tests.train_helpers import tiny_config
 
 
 def _problem(device_count=1, **overrides):
-  problems = wd.config_problems(tiny_config(**overrides), device_count)
+  problems = config_validation.config_problems(tiny_config(**overrides), device_count)
   assert len(problems) == 1, problems
   return problems[0]
 
 
 def test_shipped_test_config_is_valid():
-  assert wd.config_problems(tiny_config(), device_count=8) == []
+  assert config_validation.config_problems(tiny_config(), device_count=8) == []
 
 
 @pytest.mark.parametrize('field,value,valid', [
@@ -63,14 +64,14 @@ def test_bad_numbers_are_named(field, value, expect):
 def test_batch_must_divide_over_the_devices():
   assert _problem(device_count=2, batch_size=7) == (
       'config.batch_size=7 is not divisible by the 2 devices; use a multiple of 2')
-  assert wd.config_problems(tiny_config(batch_size=8), device_count=2) == []
+  assert config_validation.config_problems(tiny_config(batch_size=8), device_count=2) == []
 
 
 def test_validate_config_is_one_line():
   c = tiny_config(batch_size=0)
   c.optimizer.name = 'foo'
   with pytest.raises(ConfigError) as e:
-    wd.validate_config(c, device_count=1)
+    config_validation.validate_config(c, device_count=1)
   assert '\n' not in str(e.value)
   assert 'batch_size=0' in str(e.value) and "optimizer.name='foo'" in str(e.value)
 
@@ -176,4 +177,4 @@ def test_builder_kwargs_checked_against_the_dataset():
       'does not take; valid: splits')
   c = tiny_config(**{'dataset.name': 'synthetic'})
   c.dataset.builder_kwargs = {'num_train': 8}
-  assert wd.config_problems(c, 1) == []
+  assert config_validation.config_problems(c, 1) == []

@@ -13,7 +13,10 @@ import numpy as np
 import optax
 import pytest
 
-from rrl_jax import evaluation, losses, optim, train_step
+from rrl_jax.evaluation import scoring as evaluation
+from rrl_jax.training import losses
+from rrl_jax.training import optim
+from rrl_jax.training import step as train_step
 from rrl_jax.models import variants
 
 MODULES = {'scfdm': 'scfdm', 'afd_net': 'afd_net', 'mfd_net': 'mfd_net',

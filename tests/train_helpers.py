@@ -42,7 +42,7 @@ def run_python(args, env=None, timeout=600):
 
 
 def params_of(workdir, sub='checkpoints', step=None):
-  from rrl_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  from rrl_jax.training import checkpoints as checkpoint  # pylint: disable=g-import-not-at-top
   variables, _ = checkpoint.load_variables(os.path.join(workdir, sub), step)
   return variables
 

@@ -1,4 +1,4 @@
-"""Cross-spectral patch-pair datasets (issue 4): TFDS builders, loading, pipeline.
+"""Cross-spectral patch-pair datasets (README, "Datasets"): TFDS builders, loading, pipeline.
 
   patches, labels = rrl_jax.data.load_split('synthetic', 'train', data_dir=...)
   it = rrl_jax.data.pipeline.BatchIterator(patches, labels, global_batch_size=64, seed=0)

@@ -1,4 +1,4 @@
-"""In-memory batch iterator: seeded, shardable, exactly resumable (issue 4).
+"""In-memory batch iterator: seeded, shardable, exactly resumable (README, "Datasets").
 
 Every global batch is a pure function of (seed, epoch, step), so the iterator's
 position is just the next (epoch, step) and a resumed run sees exactly the

@@ -1,6 +1,6 @@
 """Builder 4: patch pairs cut at SIFT keypoints of aligned real scene pairs.
 
-Recipe (issue 4, builder 4; ../shared/data/README.md):
+Recipe (README, "Datasets"; ../shared/data/README.md):
 - SIFT (OpenCV) on the grey visible image; keypoints by decreasing response,
   rounded to whole pixels, kept greedily when >= `min_distance` px from every kept
   one, up to `max_keypoints` per image.

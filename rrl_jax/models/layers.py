@@ -77,7 +77,7 @@ class BatchNorm(nn.Module):
     return y.astype(dtype)
 
   def is_folded(self) -> bool:
-    """Deploy form (rrl_jax/deploy.py): no scale, bias or statistics in the variables.
+    """Deploy form (rrl_jax/evaluation/deploy.py): no scale, bias or statistics in the variables.
 
     `rrl_jax.deploy.fold_batch_norms` moves them into the preceding convolution
     and removes them; the layer is then the identity. A tree with only some of
@@ -92,7 +92,7 @@ class BatchNorm(nn.Module):
   def _update_moving(self, moving_mean, moving_var, mean, var, n):
     unbiased = var * (n / max(n - 1, 1))
     # The batch moments the moving averages are fed with, for precise-BN
-    # population statistics (rrl_jax/bn_recalibration.py); a no-op unless the
+    # population statistics (rrl_jax/training/bn_recalibration.py); a no-op unless the
     # BATCH_MOMENTS collection is mutable.
     self.sow(BATCH_MOMENTS, 'mean', mean)
     self.sow(BATCH_MOMENTS, 'var', unbiased)

@@ -4,7 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rrl_jax import evaluation, pruning
+from rrl_jax import pruning
+from rrl_jax.evaluation import scoring as evaluation
 from rrl_jax.models import RRLNet
 
 from eval_helpers import TINY, random_variables
@@ -61,9 +62,9 @@ def test_evaluate_splits_schema(tiny_model_and_variables, tiny_splits):
 def test_selection_fpr95_slices(tiny_model_and_variables, tiny_splits):
   model, variables = tiny_model_and_variables
   pairs, labels = tiny_splits['field']
-  whole = evaluation.selection_fpr95(model, variables, pairs, labels, batch_size=4)
-  sliced = evaluation.selection_fpr95(model, variables, pairs, labels, batch_size=4,
-                                      slice_size=5)
+  whole = evaluation.split_selection_fpr95(model, variables, pairs, labels, batch_size=4)
+  sliced = evaluation.split_selection_fpr95(model, variables, pairs, labels,
+                                            batch_size=4, slice_size=5)
   assert 0 <= whole <= 100 and 0 <= sliced <= 100
 
 

@@ -11,24 +11,22 @@ import time
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import jax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 import jax.numpy as jnp
 import numpy as np
 
-from rrl_jax import metrics, pruning
+from rrl_jax import pruning
+from rrl_jax.evaluation import metrics
 from rrl_jax.models import RRLNet
+from rrl_jax.sharding import DATA_AXIS, batch_sharding, data_mesh, replicated
 
-DATA_AXIS = 'data'
 VIS_NIR_TEST = ('field', 'forest', 'indoor', 'mountain', 'oldbuilding',
                 'street', 'urban', 'water')
-# uint8 -> [0, 1] exactly as numpy's `u8 / 255.0` cast to float32 (Keras input).
-_U8_TO_UNIT = (np.arange(256) / 255.0).astype(np.float32)
-
-
-def data_mesh(devices: Optional[Sequence[Any]] = None) -> Mesh:
-  """A 1-D mesh named 'data' over `devices` (default: all)."""
-  return Mesh(np.asarray(devices if devices is not None else jax.devices()),
-              (DATA_AXIS,))
+# uint8 -> [0, 1] exactly as numpy's `u8 / 255.0` cast to float32 (Keras input);
+# scoring and export both index this table. (The train step's jitted `/ 255.0`
+# compiles to a multiply by float32(1/255): 126 of the 256 values differ by one
+# ulp; left as is so training replays the Keras parity fixtures bit for bit.)
+U8_TO_UNIT = (np.arange(256) / 255.0).astype(np.float32)
 
 
 def check_pairs(pairs: Any, patch_size: Optional[int] = 64,
@@ -78,19 +76,18 @@ def check_pairs(pairs: Any, patch_size: Optional[int] = 64,
 @functools.lru_cache(maxsize=32)
 def _scorer(model: RRLNet, mesh: Mesh, logits: bool):
   """Jitted pruned scorer: (variables, pairs (B, 2, P, P)) -> (B,) float32."""
-  replicated = NamedSharding(mesh, PartitionSpec())
-  batched = NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+  repl, batched = replicated(mesh), batch_sharding(mesh)
 
   def score(variables, pairs):
     if pairs.dtype == jnp.uint8:
-      x = jnp.asarray(_U8_TO_UNIT)[pairs.astype(jnp.int32)]
+      x = jnp.asarray(U8_TO_UNIT)[pairs.astype(jnp.int32)]
     else:
       x = pairs.astype(jnp.float32)
     logit = pruning.match_logit(model, variables, x[:, 0, ..., None],
                                 x[:, 1, ..., None])
     return logit if logits else jax.nn.sigmoid(logit)
 
-  return jax.jit(score, in_shardings=(replicated, batched), out_shardings=batched)
+  return jax.jit(score, in_shardings=(repl, batched), out_shardings=batched)
 
 
 def _round_up(n: int, multiple: int) -> int:
@@ -113,9 +110,9 @@ def score_pairs(model: RRLNet, variables: Mapping[str, Any], pairs: Any,
   mesh = mesh if mesh is not None else data_mesh()
   batch_size = _round_up(batch_size, mesh.size)
   variables = jax.device_put(pruning.inference_variables(dict(variables), model),
-                             NamedSharding(mesh, PartitionSpec()))
+                             replicated(mesh))
   scorer = _scorer(model, mesh, logits)
-  batched = NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+  batched = batch_sharding(mesh)
   outputs = []
   bar = None
   if progress:
@@ -183,7 +180,7 @@ def evaluate_splits(model: RRLNet, variables: Mapping[str, Any],
   return result
 
 
-def selection_fpr95(model: RRLNet, variables: Mapping[str, Any], patches: Any,
+def split_selection_fpr95(model: RRLNet, variables: Mapping[str, Any], patches: Any,
                     labels: Any, batch_size: int = 256, mesh: Optional[Mesh] = None,
                     slice_size: Optional[int] = None) -> float:
   """Model-selection score: FPR95 (%), averaged over consecutive slices.

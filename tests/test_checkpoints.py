@@ -4,7 +4,7 @@ import sys
 
 import tensorstore as ts
 
-from rrl_jax import train_checkpoints
+from rrl_jax.training import checkpoints as train_checkpoints
 
 
 def _complete_on_closed_loop():

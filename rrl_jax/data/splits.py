@@ -1,0 +1,52 @@
+"""A run's data: the training split, the selection splits and the test splits.
+
+Protocols (README, "Training"): 'clean' selects on a validation split (given,
+or carved from training by a seeded permutation); 'paper' selects on a test
+split as the official code does.
+"""
+from typing import Any, Dict
+
+import numpy as np
+
+from rrl_jax.data.loading import load_split
+from rrl_jax.data.toy import TOY_DATASET, TOY_SEEDS, toy_split
+from rrl_jax.errors import ConfigError
+
+VAL_SPLIT_SEED_OFFSET = 12345  # Carved validation: permutation seed = config.seed + this.
+
+
+def load_data(config) -> Dict[str, Any]:
+  """Returns {'train': (p, l), 'select': {name: (p, l)}, 'test': {...}}."""
+  ds = config.dataset
+  kw = dict(ds.builder_kwargs.to_dict()) if ds.get('builder_kwargs') else {}
+
+  def load(split):
+    if ds.name == TOY_DATASET:
+      return toy_split(int(kw.get('num_pairs', 64)), TOY_SEEDS.get(split, 2))
+    return load_split(ds.name, split, data_dir=ds.data_dir or None,
+                      manual_dir=ds.manual_dir or None, **kw)
+
+  train = load(ds.train_split)
+  tests = {s: load(s) for s in ds.test_splits}
+  if config.protocol == 'paper':
+    sel = ds.paper_selection_split
+    select = {sel: tests[sel] if sel in tests else load(sel)} if sel else tests
+  elif ds.val_split:
+    select = {ds.val_split: load(ds.val_split)}
+  else:
+    train, select = carve_validation(train, ds, config.seed)
+  return {'train': train, 'select': select, 'test': tests}
+
+
+def carve_validation(train, ds, seed: int):
+  """Splits (patches, labels) into (train, {'val': held out}) by a seeded permutation."""
+  n = len(train[1])
+  n_val = int(round(ds.val_fraction * n))
+  if ds.val_max_pairs > 0:
+    n_val = min(n_val, ds.val_max_pairs)
+  if not 0 < n_val < n:
+    raise ConfigError(f'dataset.val_fraction={ds.val_fraction} carves {n_val} '
+                      f'of {n} training pairs; need 0 < n_val < {n}.')
+  perm = np.random.default_rng(seed + VAL_SPLIT_SEED_OFFSET).permutation(n)
+  val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+  return (train[0][train_idx], train[1][train_idx]), {'val': (train[0][val_idx], train[1][val_idx])}

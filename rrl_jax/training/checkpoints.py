@@ -1,0 +1,475 @@
+"""The one checkpoint format of rrl_jax (Orbax CheckpointManager layout).
+
+A checkpoint directory holds numbered steps, each with named items:
+  params       parameters (pytree of arrays)            -- always
+  batch_stats  BatchNorm moving statistics               -- always
+  meta         JSON: {'format': 'rrl_jax', 'model': {...RRLNet kwargs},
+               'inference_only': bool, 'source': ..., ...} -- always
+  moving_batch_stats  BatchNorm moving averages, where batch_stats holds
+               recalibrated population statistics (precise BN) -- optional
+  opt_state    optimizer state                           -- training only
+  train_state  JSON: step, data iterator position, PRNG  -- training only
+Parameters and statistics restore on their own (`load_variables`), so training
+checkpoints and `rrl_jax.convert` output are interchangeable for inference.
+
+Training adds resume: unreadable latest checkpoints are moved aside and the
+previous one is used; starting over in a workdir that holds a previous run needs
+restart_from_scratch (README, "Training").
+"""
+
+import contextlib
+import json
+import logging as std_logging
+import os
+import shutil
+import sys
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+from absl import logging
+import jax
+from jax.experimental import multihost_utils
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+
+from rrl_jax.errors import UserError
+from rrl_jax.training.metric_writers import METRICS_FILE, TENSORBOARD_DIR
+from rrl_jax.training.step import TrainState, to_host
+from rrl_jax.training.workdir import config_to_dict
+
+FORMAT = 'rrl_jax'
+PARAMS, BATCH_STATS, META, OPT_STATE, TRAIN_STATE = (
+    'params', 'batch_stats', 'meta', 'opt_state', 'train_state')
+MOVING_BATCH_STATS = 'moving_batch_stats'
+ITEM_NAMES = (PARAMS, BATCH_STATS, META, OPT_STATE, TRAIN_STATE, MOVING_BATCH_STATS)
+JSON_ITEMS = (META, TRAIN_STATE)  # The others are pytrees of arrays.
+
+
+class CheckpointError(ValueError):
+  """A path is not a readable rrl_jax checkpoint."""
+
+
+def save_args(items: Dict[str, Any]) -> ocp.args.Composite:
+  """Orbax save arguments for {item name: value}: the only place they are built."""
+  return ocp.args.Composite(**{
+      k: ocp.args.JsonSave(v) if k in JSON_ITEMS else ocp.args.StandardSave(v)
+      for k, v in items.items()})
+
+
+def restore_args(items: Dict[str, Any]) -> ocp.args.Composite:
+  """Orbax restore arguments for {item name: target (None: as saved)}."""
+  return ocp.args.Composite(**{
+      k: ocp.args.JsonRestore() if k in JSON_ITEMS else ocp.args.StandardRestore(v)
+      for k, v in items.items()})
+
+
+def manager(directory: str, **options) -> ocp.CheckpointManager:
+  """A CheckpointManager over `directory` with rrl_jax's item names."""
+  directory = os.path.abspath(directory)
+  opts = ocp.CheckpointManagerOptions(create=True, **options)
+  return ocp.CheckpointManager(directory, options=opts, item_names=ITEM_NAMES)
+
+
+def save_variables(directory: str, variables: Dict[str, Any], meta: Dict[str, Any],
+                   step: int = 0, moving_batch_stats: Optional[Any] = None) -> str:
+  """Writes params + batch_stats + meta as step `step`; returns the step path.
+
+  `moving_batch_stats`: the moving averages, kept beside recalibrated
+  batch_stats (README "Precise BN").
+
+  Orbax writes into a temporary directory and renames it when complete, so an
+  interrupted save never leaves a readable half checkpoint.
+  """
+  meta = dict(meta, format=FORMAT)
+  mngr = manager(directory)
+  if step in mngr.all_steps():
+    raise CheckpointError(f'{directory}: step {step} already exists; refusing '
+                          'to overwrite it (choose another --out).')
+  mngr.save(step, args=save_args({
+      PARAMS: variables['params'],
+      BATCH_STATS: variables.get('batch_stats', {}),
+      META: meta,
+      **({} if moving_batch_stats is None else
+         {MOVING_BATCH_STATS: moving_batch_stats})}))
+  mngr.wait_until_finished()
+  mngr.close()
+  return os.path.join(os.path.abspath(directory), str(step))
+
+
+def _steps(path: str):
+  return sorted(int(n) for n in os.listdir(path)
+                if n.isdigit() and os.path.isdir(os.path.join(path, n, META)))
+
+
+def resolve_workdir(path: str) -> Tuple[str, Optional[str]]:
+  """A training workdir -> its `best/` (else `checkpoints/`), with a one-line note.
+
+  Any other path is returned unchanged with note None.
+  """
+  path = os.path.abspath(path)
+  if not os.path.isdir(path) or _steps(path) or (
+      os.path.isdir(os.path.join(path, META)) and os.path.basename(path).isdigit()):
+    return path, None
+  for sub, what in (('best', 'best checkpoint'), ('checkpoints', 'latest checkpoint')):
+    inner = os.path.join(path, sub)
+    if os.path.isdir(inner) and _steps(inner):
+      return inner, f'{path} is a training workdir: using its {what}, {inner}'
+  return path, None
+
+
+def _resolve(path: str, step: Optional[int]) -> Tuple[str, int]:
+  """Accepts a manager directory (latest or given step) or one step directory."""
+  path = os.path.abspath(path)
+  if not os.path.isdir(path):
+    raise CheckpointError(f'{path}: no such checkpoint directory.')
+  if os.path.isdir(os.path.join(path, META)) and os.path.basename(path).isdigit():
+    return os.path.dirname(path), int(os.path.basename(path))
+  steps = _steps(path)
+  if not steps:
+    raise CheckpointError(
+        f'{path}: not an rrl_jax checkpoint (no <step>/{META} inside). Pass a '
+        'training workdir, its best/ or checkpoints/, or the output of '
+        '`python -m rrl_jax.convert --keras_h5=... --out=DIR`.')
+  if step is None:
+    return path, steps[-1]
+  if step not in steps:
+    raise CheckpointError(f'{path}: no step {step}; available: {steps}.')
+  return path, step
+
+
+def load_meta(path: str, step: Optional[int] = None) -> Tuple[Dict[str, Any], int]:
+  directory, step = _resolve(path, step)
+  mngr = ocp.CheckpointManager(directory, item_names=ITEM_NAMES)
+  try:
+    meta = mngr.restore(step, args=restore_args({META: None}))[META]
+  except Exception as e:  # pylint: disable=broad-except
+    raise CheckpointError(f'{directory}/{step}: unreadable checkpoint metadata '
+                          f'({type(e).__name__}: {e}).') from e
+  if not isinstance(meta, dict) or meta.get('format') != FORMAT:
+    raise CheckpointError(f'{directory}/{step}: not an rrl_jax checkpoint '
+                          f'(meta format is {meta.get("format") if isinstance(meta, dict) else meta!r}).')
+  return meta, step
+
+
+def load_variables(path: str, step: Optional[int] = None
+                   ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+  """Restores {'params', 'batch_stats'} and meta from a checkpoint (latest step).
+
+  Works for training checkpoints and converted Keras weights alike; the
+  optimizer state is never read.
+  """
+  meta, step = load_meta(path, step)
+  directory, _ = _resolve(path, step)
+  mngr = ocp.CheckpointManager(directory, item_names=ITEM_NAMES)
+  try:
+    restored = mngr.restore(step, args=restore_args({PARAMS: None, BATCH_STATS: None}))
+  except Exception as e:  # pylint: disable=broad-except
+    raise CheckpointError(f'{directory}/{step}: cannot restore parameters '
+                          f'({type(e).__name__}: {e}).') from e
+  return {'params': restored[PARAMS], 'batch_stats': restored[BATCH_STATS]}, meta
+
+
+def has_item(path: str, item: str, step: Optional[int] = None) -> bool:
+  directory, step = _resolve(path, step)
+  return os.path.isdir(os.path.join(directory, str(step), item))
+
+
+def load_moving_batch_stats(path: str, step: Optional[int] = None) -> Optional[Any]:
+  """The moving averages kept beside recalibrated statistics, or None."""
+  directory, step = _resolve(path, step)
+  if not has_item(directory, MOVING_BATCH_STATS, step):
+    return None
+  mngr = ocp.CheckpointManager(directory, item_names=ITEM_NAMES)
+  try:
+    return mngr.restore(step, args=restore_args(
+        {MOVING_BATCH_STATS: None}))[MOVING_BATCH_STATS]
+  except Exception as e:  # pylint: disable=broad-except
+    raise CheckpointError(f'{directory}/{step}: cannot restore {MOVING_BATCH_STATS} '
+                          f'({type(e).__name__}: {e}).') from e
+
+
+# ----------------------------------------------------------------------------
+# Training checkpoints and resume.
+
+UNREADABLE_DIR = 'unreadable_checkpoints'
+PREVIOUS_DIR = 'previous_runs'  # restart_from_scratch moves a run's files here.
+HISTORY_DIRS = (TENSORBOARD_DIR, 'best', 'results')
+
+
+class NoCheckpointError(UserError):
+  """A workdir holds a previous run but no usable checkpoint."""
+
+
+def _abstract(tree):
+  return jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
+
+
+def checkpoint_meta(config) -> Dict[str, Any]:
+  return {'format': FORMAT, 'model_name': config.model_name,
+          'model': config_to_dict(config.model), 'dtype': config.dtype,
+          'inference_only': False, 'source': 'rrl_jax.train'}
+
+
+def save_checkpoint(mngr, state: TrainState, train_meta, config) -> None:
+  step = int(train_meta['step'])
+  mngr.save(step, args=save_args({
+      PARAMS: state.params, BATCH_STATS: state.batch_stats,
+      META: checkpoint_meta(config), OPT_STATE: state.opt_state,
+      TRAIN_STATE: train_meta}))
+
+
+@contextlib.contextmanager
+def _orbax_quiet():
+  """Silences absl logging (Orbax's) below FATAL for the block."""
+  logger = std_logging.getLogger('absl')
+  level = logger.level
+  logger.setLevel(std_logging.CRITICAL)
+  try:
+    yield
+  finally:
+    logger.setLevel(level)
+
+
+_ABANDONED = []  # Step directories whose restore failed with reads in flight.
+
+
+def _is_abandoned_read_noise(exc: BaseException) -> bool:
+  """Late completions of an abandoned restore's reads (their loop is closed)."""
+  if isinstance(exc, RuntimeError) and str(exc) == 'Event loop is closed':
+    return True  # Raised by asyncio's call_soon_threadsafe on a closed loop.
+  return any(path in str(exc) for path in _ABANDONED)
+
+
+def _silence_abandoned_restores() -> None:
+  """Drops the noise of a failed restore's in-flight TensorStore reads.
+
+  When one item fails, Orbax closes its event loop while the other reads are
+  in flight; each later completion raises 'Event loop is closed' (printed via
+  sys.unraisablehook: thousands of tracebacks for a real model) and asyncio
+  logs 'Future exception was never retrieved'. Only those are dropped; any
+  other unraisable exception or log record goes through unchanged.
+  """
+  if getattr(sys.unraisablehook, 'rrl_jax_filter', False):
+    return
+  previous = sys.unraisablehook
+
+  def hook(args):
+    if args.object is None and _is_abandoned_read_noise(args.exc_value):
+      return
+    previous(args)
+
+  hook.rrl_jax_filter = True
+  sys.unraisablehook = hook
+  std_logging.getLogger('asyncio').addFilter(
+      lambda r: not (r.exc_info and r.exc_info[1] is not None
+                     and 'never retrieved' in r.getMessage()
+                     and _is_abandoned_read_noise(r.exc_info[1])))
+
+
+def _first_line(e: BaseException, limit: int = 160) -> str:
+  text = (str(e).strip().splitlines() or [''])[0]
+  return f'{type(e).__name__}: {text[:limit]}'
+
+
+def restore_latest(ckpt_dir: str, state: TrainState, keep: int, workdir: str,
+                   restart_from_scratch: bool = False):
+  """Restores the newest readable checkpoint, moving unreadable ones aside.
+
+  Each unreadable checkpoint is reported in one line. With none usable in a
+  workdir that holds a previous run, refuses (NoCheckpointError) unless
+  restart_from_scratch, which moves that run's files aside first.
+  Returns (manager, state, train_meta or None).
+  """
+  moved = []
+  existed = os.path.isdir(ckpt_dir)
+  _silence_abandoned_restores()
+  with _orbax_quiet():  # Its errors on a bad checkpoint: our one line instead.
+    mngr = manager(ckpt_dir, max_to_keep=keep)
+  while True:
+    steps = sorted(mngr.all_steps())
+    if not steps:
+      break
+    step = steps[-1]
+    try:
+      with _orbax_quiet():
+        r = mngr.restore(step, args=restore_args({
+            PARAMS: _abstract(state.params),
+            BATCH_STATS: _abstract(state.batch_stats),
+            OPT_STATE: _abstract(state.opt_state), TRAIN_STATE: None}))
+      meta = dict(r[TRAIN_STATE])
+      if int(meta['step']) != step:
+        raise ValueError(f'train_state says step {meta["step"]}')
+    except Exception as e:  # pylint: disable=broad-except
+      mngr.close()
+      bad = os.path.join(ckpt_dir, str(step))
+      _ABANDONED.append(bad + os.sep)
+      aside = os.path.join(workdir, UNREADABLE_DIR, f'{step}_{int(time.time())}')
+      then = (f'trying step {steps[-2]}.' if len(steps) > 1
+              else 'no earlier checkpoint is left.')
+      msg = f'checkpoint {bad} is unreadable ({_first_line(e)}); moved to {aside}; {then}'
+      logging.info(msg)
+      if jax.process_index() == 0:
+        print(f'WARNING: {msg}', flush=True)
+        os.makedirs(os.path.dirname(aside), exist_ok=True)
+        shutil.move(bad, aside)
+      if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(f'rrl_jax_ckpt_aside_{step}')
+      moved.append(aside)
+      with _orbax_quiet():
+        mngr = manager(ckpt_dir, max_to_keep=keep)
+      continue
+    state = state.replace(step=jnp.asarray(step, jnp.int32),
+                          params=r[PARAMS],
+                          batch_stats=r[BATCH_STATS],
+                          opt_state=r[OPT_STATE])
+    return mngr, state, meta
+  try:
+    _start_from_scratch(workdir, ckpt_dir, moved, restart_from_scratch, existed)
+  except BaseException:
+    mngr.close()
+    raise
+  return mngr, state, None
+
+
+def previous_run(workdir: str) -> List[str]:
+  """What a previous run left in workdir (metrics, best, results), described."""
+  found = []
+  metrics = os.path.join(workdir, METRICS_FILE)
+  if os.path.isfile(metrics) and os.path.getsize(metrics):
+    steps = []
+    with open(metrics, errors='replace') as f:
+      for line in f:
+        try:
+          steps.append(int(json.loads(line)['step']))
+        except (ValueError, KeyError, TypeError):
+          pass
+    found.append(f'{METRICS_FILE} with {len(steps)} records up to step '
+                 f'{max(steps) if steps else "?"}')
+  for name in HISTORY_DIRS:
+    path = os.path.join(workdir, name)
+    if os.path.isdir(path) and os.listdir(path):
+      found.append(f'{name}/')
+  return found
+
+
+def _start_from_scratch(workdir: str, ckpt_dir: str, moved: List[str],
+                        restart: bool, existed: bool = True) -> None:
+  """Starts at step 0; in a workdir with a previous run only if `restart`."""
+  history = previous_run(workdir)
+  if not history and not moved:
+    return  # A new run.
+  found = (f'all {len(moved)} checkpoint(s) in {ckpt_dir} were unreadable '
+           f'(moved to {os.path.join(workdir, UNREADABLE_DIR)})' if moved
+           else f'{ckpt_dir} holds no checkpoint' if existed
+           else f'{ckpt_dir} is missing')
+  if not restart:
+    raise NoCheckpointError(
+        f'{workdir} holds a previous run ({", ".join(history) or "only unreadable checkpoints"}) '
+        f'but no usable checkpoint: {found}. Pass --restart_from_scratch to train '
+        'again from step 0 (that run\'s files are moved aside first), or use '
+        'another --workdir.')
+  dest = os.path.join(workdir, PREVIOUS_DIR,
+                      time.strftime('%Y%m%d_%H%M%S', time.gmtime()))
+  if jax.process_index() == 0:
+    os.makedirs(dest, exist_ok=True)
+    for name in (METRICS_FILE,) + HISTORY_DIRS:
+      if os.path.exists(os.path.join(workdir, name)):
+        shutil.move(os.path.join(workdir, name), os.path.join(dest, name))
+    print(f'Training from step 0 (--restart_from_scratch): {found}; the previous '
+          f'run\'s files were moved to {dest}.', flush=True)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices('rrl_jax_restart_from_scratch')
+
+
+def reconcile_best(best_mngr, best: Dict[str, Any], start: int) -> Dict[str, Any]:
+  """The resumed run's best-so-far, consistent with what best/ holds.
+
+  A best checkpoint newer than the resumed step belongs to a discarded future
+  (the run died after it): deleted, the resumed run re-evaluates those steps.
+  A selected step that best/ lacks (emptied, partial or deleted) is forgotten
+  with a warning: the next evaluation becomes the best.
+  """
+  for s in list(best_mngr.all_steps()):
+    if s > start or best['step'] is None:
+      best_mngr.delete(s)
+  if best['step'] is not None and best['step'] not in best_mngr.all_steps():
+    if jax.process_index() == 0:
+      print(f'WARNING: {best_mngr.directory} holds no checkpoint of the selected '
+            f'step {best["step"]} (empty, partial or deleted); selection starts '
+            'again: the next evaluation becomes the best.', flush=True)
+    best = {'fpr95': None, 'step': None}
+  return best
+
+
+def load_local_variables(directory: str, like: TrainState,
+                         step: Optional[int] = None) -> Dict[str, Any]:
+  """Restores params + batch_stats as numpy on this process (any process count)."""
+  target = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype),
+                        {'params': like.params, 'batch_stats': like.batch_stats})
+  mngr = manager(directory)
+  step = mngr.latest_step() if step is None else step
+  r = mngr.restore(step, args=restore_args(
+      {PARAMS: target['params'], BATCH_STATS: target['batch_stats']}))
+  mngr.close()
+  return {'params': to_host(r[PARAMS]),
+          'batch_stats': to_host(r[BATCH_STATS])}
+
+
+def best_manager(directory: str) -> ocp.CheckpointManager:
+  """The manager of best/: the selected checkpoint only."""
+  return manager(directory, max_to_keep=1, cleanup_tmp_directories=True)
+
+
+def save_best(best_mngr, step: int, state: TrainState, recalibrated: Optional[Any],
+              mesh, config, selection_fpr95: float) -> None:
+  """Saves the selected checkpoint (step `step`, scored `selection_fpr95`) to best/."""
+  items = best_items(state, recalibrated, mesh, config)
+  items[TRAIN_STATE] = {'step': int(step), 'selection_fpr95': selection_fpr95,
+                        'protocol': config.protocol}
+  best_mngr.save(step, args=save_args(items), force=True)
+
+
+def last_checkpoint(mngr, ckpt_dir: str) -> str:
+  """'DIR/STEP' of the newest finished checkpoint, or 'none'."""
+  mngr.wait_until_finished()
+  latest = mngr.latest_step()
+  return f'{ckpt_dir}/{latest}' if latest is not None else 'none'
+
+
+def best_items(state: TrainState, recalibrated: Optional[Any], mesh,
+               config) -> Dict[str, Any]:
+  """params, batch_stats and meta of a best checkpoint ({item name: value}).
+
+  With precise BN, batch_stats are the recalibrated statistics (what was
+  evaluated), the moving averages are kept as moving_batch_stats and meta
+  says which statistics batch_stats holds ('bn_statistics').
+  """
+  from rrl_jax.training import bn_recalibration  # pylint: disable=g-import-not-at-top
+  meta = checkpoint_meta(config)
+  meta['bn_statistics'] = (
+      {'kind': 'moving_average', 'batches': 0} if recalibrated is None else
+      dict(bn_recalibration.settings(config), kind='recalibrated', split='train'))
+  items = {PARAMS: state.params, META: meta}
+  if recalibrated is None:
+    items[BATCH_STATS] = state.batch_stats
+  else:
+    items[BATCH_STATS] = bn_recalibration.replicate(recalibrated, mesh)
+    items[MOVING_BATCH_STATS] = state.batch_stats
+  return items
+
+
+def load_local_moving_batch_stats(directory: str, like: TrainState,
+                                  step: Optional[int] = None) -> Optional[Any]:
+  """The moving averages kept in a best checkpoint (numpy), or None."""
+  mngr = manager(directory)
+  step = mngr.latest_step() if step is None else step
+  if not os.path.isdir(os.path.join(directory, str(step),
+                                    MOVING_BATCH_STATS)):
+    mngr.close()
+    return None
+  target = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), like.batch_stats)
+  r = mngr.restore(step, args=restore_args({MOVING_BATCH_STATS: target}))
+  mngr.close()
+  return to_host(r[MOVING_BATCH_STATS])
