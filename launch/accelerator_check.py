@@ -140,7 +140,7 @@ def bench_rows(bench_args, which: str, deadline: float) -> List[Dict[str, Any]]:
       rows.append(row)
       print(bench.format_table([row], {}).splitlines()[-1], flush=True)
 
-  train = lambda d, w, n: bench.bench_train(bench_args, d, w, n)
+  train = lambda d, w, n: bench.bench_train(bench_args, d, w, n, True)
   infer = lambda d, w, n: bench.bench_infer(bench_args, d, w, n, full=False)
   folded = lambda d, w, n: bench_deploy.bench_folded(bench_args, d, w, n)
   train_b, infer_b = bench_args.train_batch_sizes, bench_args.infer_batch_sizes
