@@ -107,9 +107,10 @@ def test_settings_auto_follow_the_protocol():
                                           'augment': False}
   c.protocol = 'paper'
   assert bn_recalibration.settings(c)['batches'] == 0
+  # The official training recipe does not decide the statistics: the protocol does.
   default.apply_paper_protocol(c)
   c.protocol = 'clean'
-  assert bn_recalibration.settings(c)['batches'] == 0
+  assert bn_recalibration.settings(c)['batches'] == 16
 
 
 SCRIPT = r'''
