@@ -42,6 +42,9 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
       train_split='train', test_splits=('test',),
       val_split='',          # '' = carve a seeded validation split from train.
       val_fraction=0.05, val_max_pairs=10000,
+      # > 0: score a fixed seeded sample of this many pairs of each test split
+      # (the same pairs for every seed and model: quick comparisons).
+      test_max_pairs=0,
       # 'paper' protocol: select on this split ('' = the test splits), FPR95
       # averaged over consecutive slices of selection_slice_size (0 = whole).
       paper_selection_split='', selection_slice_size=0))

@@ -13,6 +13,7 @@ from rrl_jax.data.toy import TOY_DATASET, TOY_SEEDS, toy_split
 from rrl_jax.errors import ConfigError
 
 VAL_SPLIT_SEED_OFFSET = 12345  # Carved validation: permutation seed = config.seed + this.
+TEST_SAMPLE_SEED = 0  # dataset.test_max_pairs: one sample for every seed and model.
 
 
 def load_data(config) -> Dict[str, Any]:
@@ -27,7 +28,7 @@ def load_data(config) -> Dict[str, Any]:
                       manual_dir=ds.manual_dir or None, **kw)
 
   train = load(ds.train_split)
-  tests = {s: load(s) for s in ds.test_splits}
+  tests = {s: sample_pairs(*load(s), ds.get('test_max_pairs', 0)) for s in ds.test_splits}
   if config.protocol == 'paper':
     sel = ds.paper_selection_split
     select = {sel: tests[sel] if sel in tests else load(sel)} if sel else tests
@@ -50,3 +51,12 @@ def carve_validation(train, ds, seed: int):
   perm = np.random.default_rng(seed + VAL_SPLIT_SEED_OFFSET).permutation(n)
   val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
   return (train[0][train_idx], train[1][train_idx]), {'val': (train[0][val_idx], train[1][val_idx])}
+
+
+def sample_pairs(patches, labels, max_pairs: int, seed: int = TEST_SAMPLE_SEED):
+  """A fixed seeded sample of `max_pairs` pairs in their original order (0: all)."""
+  n = len(labels)
+  if not max_pairs or max_pairs >= n:
+    return patches, labels
+  idx = np.sort(np.random.default_rng(seed).choice(n, max_pairs, replace=False))
+  return patches[idx], labels[idx]

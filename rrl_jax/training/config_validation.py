@@ -87,6 +87,9 @@ def config_problems(config, device_count: Optional[int] = None) -> list:
   for field in ('batch_size', 'eval_batch_size', 'log_every', 'checkpoint_every'):
     need(field, positive_int, 'must be an integer > 0')
   need('keep', lambda v: _is_int(v) and v >= 1, 'must be an integer >= 1')
+  if 'test_max_pairs' in config.dataset:
+    need('dataset.test_max_pairs', lambda v: _is_int(v) and v >= 0,
+         'must be 0 (every pair) or an integer > 0')
   need('eval_every', lambda v: _is_int(v) and v >= -1,
        'must be -1 (every epoch), 0 (only at the end) or a step count > 0')
   need('optimizer.learning_rate', lambda v: _is_number(v) and v > 0,

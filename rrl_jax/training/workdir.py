@@ -27,6 +27,8 @@ CONFIG_FILE = 'config.json'
 RUN_LENGTH_KEYS = ('num_train_steps', 'num_epochs', 'eval_every', 'log_every',
                    'checkpoint_every', 'keep', 'eval_batch_size',
                    'compilation_cache_dir',
+                   # How many test pairs are scored (absent in older runs).
+                   'dataset.test_max_pairs',
                    # Evaluation only: which BatchNorm statistics are scored.
                    'bn_recalibration.batches', 'bn_recalibration.batch_size',
                    'bn_recalibration.augment')
