@@ -1,0 +1,108 @@
+"""FPR95 per test category against training step, for every checkpoint of a run.
+
+Each checkpoint is scored twice on fixed seeded samples of every test category:
+with its BatchNorm moving averages (the paper's procedure) and with precise BN
+recalibrated as the run's config says (README "Precise BN"). Run from the
+repository root; results are appended to --out (JSON), so a rerun only scores
+checkpoints that are new.
+
+  python docs/studies/scenes_budget/curve.py --workdir=W --out=W_curve.json
+"""
+import json
+import os
+import time
+
+from absl import app, flags
+import ml_collections
+import numpy as np
+
+from rrl_jax import cli
+from rrl_jax import pruning
+from rrl_jax import sharding
+from rrl_jax.data import splits
+from rrl_jax.evaluation import scoring
+from rrl_jax.models import model_from_config
+from rrl_jax.training import bn_recalibration
+from rrl_jax.training import checkpoints
+
+FLAGS = flags.FLAGS
+
+def define_flags():
+  """Only when run as a program (misregistration.py imports this module)."""
+  flags.DEFINE_string('workdir', None, 'Training workdir (its checkpoints/ and config.json).')
+  flags.DEFINE_string('out', None, 'JSON file the figures are added to.')
+  flags.DEFINE_integer('sample', 3000, 'Pairs per category (fixed seeded sample; 0 = all).')
+  flags.DEFINE_integer('seed', 0, 'Seed of the samples.')
+  flags.DEFINE_list('steps', None, 'Only these steps (default: every checkpoint).')
+
+
+METRICS = ('fpr95', 'auc', 'accuracy', 'precision', 'recall')
+
+
+def scores_path(out, step):
+  """Where the scores of one step go (beside --out; misregistration.py reads them)."""
+  return f'{os.path.splitext(out)[0]}_scores_{step}.npz'
+
+
+def test_samples(config, size, seed):
+  """(run data, {split: (patches, labels)} fixed samples of the run's test splits)."""
+  run_data = splits.load_data(config)  # the run's own training pairs and test splits
+  return run_data, {s: splits.sample_pairs(*pl, size, seed) for s, pl in run_data['test'].items()}
+
+
+def load_run_config(workdir):
+  with open(os.path.join(workdir, 'config.json')) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def row(result):
+  out = {k: {m: v[m] for m in METRICS} for k, v in result['splits'].items()}
+  out['mean_fpr95'] = result['mean']['fpr95']
+  return out
+
+
+def main(_):
+  cli.quiet_logging()
+  config = load_run_config(FLAGS.workdir)
+  run_data, tests = test_samples(config, FLAGS.sample, FLAGS.seed)
+  train = run_data['train']
+  model = model_from_config(config.model.to_dict(), config.model_name)
+  mesh = sharding.data_mesh()
+  ckpt_dir = os.path.join(FLAGS.workdir, 'checkpoints')
+  steps = sorted(int(s) for s in os.listdir(ckpt_dir) if s.isdigit())
+  if FLAGS.steps:
+    steps = [s for s in steps if str(s) in FLAGS.steps]
+  results = {}
+  if os.path.exists(FLAGS.out):
+    with open(FLAGS.out) as f:
+      results = json.load(f)
+  for step in steps:
+    if str(step) in results:
+      continue
+    t0 = time.time()
+    variables, _ = checkpoints.load_variables(ckpt_dir, step)
+    # Only the inference subtree is scored, so only its layers are recalibrated.
+    variables = pruning.inference_variables(variables, model)
+    precise = bn_recalibration.for_run(model, variables, train, config, mesh)
+    moving = scoring.evaluate_splits(model, variables, tests, 256, mesh, return_scores=True)
+    recal = scoring.evaluate_splits(model, dict(variables, batch_stats=precise), tests, 256,
+                                    mesh, return_scores=True)
+    entry = {'moving': row(moving), 'precise': row(recal),
+             'bn': bn_recalibration.settings(config), 'sample': FLAGS.sample,
+             'seed': FLAGS.seed}
+    np.savez(scores_path(FLAGS.out, step),
+             **{f'moving/{s}': v for s, v in moving['scores'].items()},
+             **{f'precise/{s}': v for s, v in recal['scores'].items()})
+    results[str(step)] = entry
+    with open(FLAGS.out + '.tmp', 'w') as f:
+      json.dump(results, f, indent=1)
+    os.replace(FLAGS.out + '.tmp', FLAGS.out)
+    print(f'step {step} ({time.time() - t0:.0f} s)', *(
+        f'{kind}: ' + ' '.join(f'{s} {entry[kind][s]["fpr95"]:.1f}' for s in tests)
+        for kind in ('moving', 'precise')), sep='\n  ', flush=True)
+
+
+if __name__ == '__main__':
+  define_flags()
+  flags.mark_flags_as_required(['workdir', 'out'])
+  app.run(main)

@@ -1,0 +1,92 @@
+"""Curve (PNG) and table (Markdown) of the scene-budget study.
+
+  python docs/studies/scenes_budget/plot.py --curves=augmented:A.json,no_augmentation:B.json \
+      --full=487:R487/results.json,974:R974/results.json --out=docs/studies/scenes_budget/curve
+"""
+import json
+
+from absl import app, flags
+import matplotlib
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+flags.DEFINE_list('curves', None, 'label:curve.json of each run.')
+flags.DEFINE_list('full', [], 'step:results.json of full-category evaluations (first run).')
+flags.DEFINE_string('out', None, 'Output stem (.png and .md are added).')
+FLAGS = flags.FLAGS
+
+CATEGORIES = ('field', 'forest', 'indoor', 'mountain')
+# Official Keras run of the same recipe (REFERENCE / README "Real-data check"),
+# BatchNorm moving averages, full categories.
+KERAS = {487: (23.78, 17.98, 19.10, 19.67), 974: (62.55, 1.98, 4.99, 4.56)}
+STATS = {'moving': 'moving averages', 'precise': 'precise BN'}
+
+
+def load(spec):
+  label, _, path = spec.partition(':')
+  with open(path) as f:
+    return label, {int(k): v for k, v in json.load(f).items()}
+
+
+def plot(runs, path):
+  fig, axes = plt.subplots(1, len(CATEGORIES), figsize=(4 * len(CATEGORIES), 3.6),
+                           sharey=True)
+  styles = {'moving': '--', 'precise': '-'}
+  for ax, cat in zip(axes, CATEGORIES):
+    for i, (label, curve) in enumerate(runs):
+      steps = sorted(curve)
+      for kind, style in styles.items():
+        ax.plot(steps, [curve[s][kind][cat]['fpr95'] for s in steps], style,
+                color=f'C{i}', marker='.', label=f'{label}, {STATS[kind]}')
+    ax.plot(list(KERAS), [v[CATEGORIES.index(cat)] for v in KERAS.values()], 'k*',
+            markersize=11, label='official Keras (moving averages)')
+    ax.axhline(95, color='grey', lw=0.6, ls=':')
+    ax.set_title(cat)
+    ax.set_xlabel('training step')
+    ax.grid(alpha=0.3)
+  axes[0].set_ylabel('FPR95 (%)')
+  axes[0].legend(fontsize=7, loc='upper right')
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+
+
+def table(runs, full):
+  lines = ['| run | BatchNorm statistics | step | pairs | ' + ' | '.join(CATEGORIES)
+           + ' | mean |', '|---' * (len(CATEGORIES) + 5) + '|']
+  for step, vals in KERAS.items():
+    lines.append(f'| official Keras | moving averages | {step} | full | '
+                 + ' | '.join(f'{v:.2f}' for v in vals) + f' | {sum(vals) / len(vals):.2f} |')
+  for step, res in sorted(full.items()):
+    splits = res['splits']
+    for kind in ('moving', 'precise'):
+      get = ((lambda c: splits[c]['moving_average']['fpr95']) if kind == 'moving'
+             else (lambda c: splits[c]['fpr95']))
+      vals = [get(c) for c in CATEGORIES]
+      lines.append(f'| {runs[0][0]} | {STATS[kind]} | {step} | full | '
+                   + ' | '.join(f'{v:.2f}' for v in vals) + f' | {sum(vals) / len(vals):.2f} |')
+  for label, curve in runs:
+    for step in sorted(curve):
+      for kind in ('moving', 'precise'):
+        vals = [curve[step][kind][c]['fpr95'] for c in CATEGORIES]
+        lines.append(f'| {label} | {STATS[kind]} | {step} | {curve[step]["sample"]} | '
+                     + ' | '.join(f'{v:.2f}' for v in vals)
+                     + f' | {sum(vals) / len(vals):.2f} |')
+  return '\n'.join(lines) + '\n'
+
+
+def main(_):
+  runs = [load(s) for s in FLAGS.curves]
+  full = {}
+  for spec in FLAGS.full:
+    step, _, path = spec.partition(':')
+    with open(path) as f:
+      full[int(step)] = json.load(f)
+  plot(runs, FLAGS.out + '.png')
+  with open(FLAGS.out + '.md', 'w') as f:
+    f.write(table(runs, full))
+  print(open(FLAGS.out + '.md').read())
+
+
+if __name__ == '__main__':
+  flags.mark_flags_as_required(['curves', 'out'])
+  app.run(main)
