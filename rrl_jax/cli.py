@@ -2,6 +2,7 @@
 
 - `define_help_flags()`: absl's --help/--helpshort/--helpfull print the usage and
   exit 1; these replacements print the same and exit 0, like argparse programs.
+- `define_int_list()`: a comma-separated list flag whose items are integers.
 - `quiet_logging()`: WARNING verbosity unless --verbosity was given, and the
   jax backend probe ("Unable to initialize backend 'tpu'") and Orbax's per-file
   INFO lines silenced, so an inference run prints its result and little else.
@@ -64,6 +65,26 @@ def define_help_flags() -> None:
         if key and key in FLAGS:
           delattr(FLAGS, key)
       flags.DEFINE_flag(cls())
+
+
+class _IntListParser(flags.ListParser):
+  """'64,128' -> [64, 128]; a non-integer item is a flag error naming it."""
+
+  def parse(self, argument):
+    items = super().parse(argument)
+    try:
+      return [int(x) for x in items]
+    except ValueError:
+      raise ValueError(f'expected comma-separated integers, got {argument!r}') from None
+
+  def flag_type(self):
+    return 'comma separated list of integers'
+
+
+def define_int_list(name, default, help_text, flag_values=FLAGS) -> None:
+  """DEFINE_list whose items are ints (e.g. --batch_sizes=64,128)."""
+  flags.DEFINE(_IntListParser(), name, default, help_text, flag_values,
+               flags.CsvListSerializer(','))
 
 
 def quiet_logging() -> None:
