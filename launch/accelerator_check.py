@@ -215,6 +215,7 @@ def run(out_dir: str, quick: bool = False, budget_s: float = 380.0,
         ) -> Dict[str, Any]:
   import jax  # pylint: disable=g-import-not-at-top
   from launch import bench  # pylint: disable=g-import-not-at-top
+  from launch import bench_measure as measure  # pylint: disable=g-import-not-at-top
   start = time.perf_counter()
   deadline = start + budget_s
   train_b = [int(b) for b in (train_batch_sizes or ([4] if quick else [64, 256, 1024]))]
@@ -224,7 +225,7 @@ def run(out_dir: str, quick: bool = False, budget_s: float = 380.0,
       train_batch_sizes=train_b, infer_batch_sizes=infer_b,
       peak_n=256 if quick else 8192,
       **(dict(widths=(4, 8, 8, 16, 16), head_hidden=(16, 8)) if quick else {}))
-  info = bench.machine_info()
+  info = measure.machine_info()
   print('machine:', json.dumps(info), flush=True)
   parity = (run_parity(list(parity_tests), parity_k, deadline - time.perf_counter())
             if parity_tests else {'status': 'skipped'})
