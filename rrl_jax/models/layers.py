@@ -157,6 +157,12 @@ def conv1x1(features: int, dtype=None, name=None) -> nn.Conv:
                  bias_init=zeros, dtype=dtype, name=name)
 
 
+def dense(features: int, dtype=None, name=None) -> nn.Dense:
+  """Keras Dense defaults: glorot-uniform kernel, zero bias."""
+  return nn.Dense(features, kernel_init=glorot_uniform, bias_init=zeros, dtype=dtype,
+                  name=name)
+
+
 class CBL(nn.Module):
   """Conv (k x k, 'same', bias) -> BatchNorm -> LeakyReLU(0.1) (REFERENCE notation)."""
   features: int
