@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from rrl_jax.models.heads import probability_fn
-from rrl_jax.models.layers import BatchNorm, dense, he_normal, zeros
+from rrl_jax.models.layers import ConvBNReLU, dense, zeros
 from rrl_jax.models.rrl_net import prepare_pair
 
 OUTPUT_NAMES = ('multi', 'single')
@@ -44,23 +44,6 @@ class InstanceNorm(nn.Module):
     std = jnp.sqrt(jnp.mean(jnp.square(xf - mean), axes, keepdims=True))
     y = (xf - mean) / (std + self.epsilon) * scale + bias
     return y.astype(x.dtype)
-
-
-class ConvBNReLU(nn.Module):
-  """Conv3x3 ('same'; stride 2 pads 0 before / 1 after like TF) -> BN -> ReLU."""
-  features: int
-  stride: int = 1
-  dtype: Optional[Any] = None
-
-  @nn.compact
-  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    # padding='SAME' is lax's rule: total = max((ceil(H/s)-1)*s + k - H, 0),
-    # before = total // 2 -- TF's, not a symmetric pad of 1.
-    x = nn.Conv(self.features, (3, 3), strides=(self.stride, self.stride),
-                padding='SAME', kernel_init=he_normal, bias_init=zeros,
-                dtype=self.dtype, name='conv')(x)
-    x = BatchNorm(dtype=self.dtype, name='bn')(x, train)
-    return nn.relu(x)
 
 
 class FeatureNet(nn.Module):

@@ -22,24 +22,12 @@ import jax
 import jax.numpy as jnp
 
 from rrl_jax.models.heads import probability_fn
-from rrl_jax.models.layers import BatchNorm, dense, he_normal, max_pool2, zeros
+from rrl_jax.models.layers import ConvBNReLU, dense, max_pool2
 from rrl_jax.models.rrl_net import prepare_pair
 
 OUTPUT_NAMES = ('match', 'cosine')
 # 1-based tower layers followed by a 2x2 max pool (the official topology).
 POOL_AFTER = (1, 2, 4, 6)
-
-
-class ConvBNReLU(nn.Module):
-  """Conv3x3 ('same', stride 1, bias) -> Keras BatchNorm -> ReLU."""
-  features: int
-  dtype: Optional[Any] = None
-
-  @nn.compact
-  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    x = nn.Conv(self.features, (3, 3), padding='SAME', kernel_init=he_normal,
-                bias_init=zeros, dtype=self.dtype, name='conv')(x)
-    return nn.relu(BatchNorm(dtype=self.dtype, name='bn')(x, train))
 
 
 def l2_normalize(x: jax.Array, axis: int = -1) -> jax.Array:
@@ -76,7 +64,7 @@ class SCFDM(nn.Module):
     dtype = self.dtype
     x = jnp.concatenate([xa, xb], axis=2)  # N,P,2P,1
     for i, width in enumerate(self.widths, 1):
-      x = ConvBNReLU(width, dtype, name=f'cbr{i}')(x, train)
+      x = ConvBNReLU(width, dtype=dtype, name=f'cbr{i}')(x, train)
       if i == 1:
         self.sow('intermediates', 'relu1', x)
       if i in POOL_AFTER:
