@@ -20,6 +20,7 @@ stopped 60 s after --budget_s; what did not run is listed as skipped. Rows run
 most-wanted first (train 64 and inference 256 in both dtypes, folded 256, then
 the other batch sizes), so a cut drops the least wanted.
 """
+import dataclasses
 import json
 import os
 import re
@@ -214,19 +215,17 @@ def run(out_dir: str, quick: bool = False, budget_s: float = 380.0,
         ) -> Dict[str, Any]:
   import jax  # pylint: disable=g-import-not-at-top
   from launch import bench  # pylint: disable=g-import-not-at-top
+  from launch import bench_measure as measure  # pylint: disable=g-import-not-at-top
   start = time.perf_counter()
   deadline = start + budget_s
   train_b = [int(b) for b in (train_batch_sizes or ([4] if quick else [64, 256, 1024]))]
   infer_b = [int(b) for b in (infer_batch_sizes or ([8] if quick else [64, 256, 1024]))]
-  argv = ['--recon_loss=mse', f'--repeats={repeats or (2 if quick else 5)}',
-          f'--dtypes={",".join(dtypes)}',
-          f'--train_batch_sizes={",".join(map(str, train_b))}',
-          f'--infer_batch_sizes={",".join(map(str, infer_b))}',
-          f'--peak_n={256 if quick else 8192}']
-  if quick:
-    argv += ['--widths=4,8,8,16,16', '--head_hidden=16,8']
-  bench_args = bench.parse_args(argv)
-  info = bench.machine_info()
+  bench_args = bench.options(
+      recon_loss='mse', repeats=repeats or (2 if quick else 5), dtypes=dtypes,
+      train_batch_sizes=train_b, infer_batch_sizes=infer_b,
+      peak_n=256 if quick else 8192,
+      **(dict(widths=(4, 8, 8, 16, 16), head_hidden=(16, 8)) if quick else {}))
+  info = measure.machine_info()
   print('machine:', json.dumps(info), flush=True)
   parity = (run_parity(list(parity_tests), parity_k, deadline - time.perf_counter())
             if parity_tests else {'status': 'skipped'})
@@ -245,7 +244,7 @@ def run(out_dir: str, quick: bool = False, budget_s: float = 380.0,
   add_shares(rows, info['device_kind'])
   result = dict(machine=info, quick=quick, budget_s=budget_s,
                 peak_bf16=peak_bf16(info['device_kind']), parity=parity,
-                training=training, rows=rows, bench_args=vars(bench_args),
+                training=training, rows=rows, bench_args=dataclasses.asdict(bench_args),
                 wall_s=time.perf_counter() - start)
   os.makedirs(out_dir, exist_ok=True)
   with open(os.path.join(out_dir, 'accelerator_check.json'), 'w') as f:

@@ -8,7 +8,7 @@
 Parts (--parts, comma separated):
   peak      large matmul (--peak_n) in float32 and bfloat16: the device's
             measured FLOP/s ceiling that every other row is compared against.
-  train     the step training runs: rrl_jax.train_step.make_train_step with
+  train     the step training runs: rrl_jax.training.step.make_train_step with
             configs/default.py:<--model> (on-device augmentation on; state
             donated; forward in train mode, the model's official objective
             (RRL-Net: 6 BCE + 2 reconstruction losses), gradients, its
@@ -40,125 +40,31 @@ high-water mark (CPU; process-wide, so monotone over the run).
 Results print as a table and, with --out, go to a JSON file together with the
 machine description (jax/jaxlib versions, devices, CPU model, load average).
 """
-import argparse
+import dataclasses
 import json
 import os
-import platform
-import resource
 import statistics
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Tuple
+
+from absl import app
+from absl import flags
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from launch import bench_measure as measure
+from rrl_jax import cli
 from rrl_jax import pruning
 from rrl_jax import sharding
 from rrl_jax import xla_cpu as perf
 from rrl_jax.models import RRLNet, variants
 
+FLAGS = flags.FLAGS
 PARTS = ('peak', 'train', 'trainpure', 'infer', 'full', 'pipeline', 'folded',
          'match')
-
-
-# ----------------------------------------------------------------------------
-# Timing and reporting helpers.
-
-
-def time_calls(fn: Callable[[], Any], repeats: int, warmup: int) -> List[float]:
-  """Seconds per call of fn() (which must return something blockable)."""
-  for _ in range(warmup):
-    jax.block_until_ready(fn())
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - start)
-  return times
-
-
-def summarize(times: Sequence[float]) -> Dict[str, float]:
-  med = statistics.median(times)
-  return dict(median_s=med, min_s=min(times), max_s=max(times),
-              spread=(max(times) - min(times)) / med if med else 0.0,
-              repeats=len(times), times_s=list(times))
-
-
-def cost_flops(compiled) -> Optional[float]:
-  try:
-    cost = compiled.cost_analysis()
-  except Exception:  # pylint: disable=broad-except
-    return None
-  if isinstance(cost, (list, tuple)):
-    cost = cost[0] if cost else None
-  if not cost:
-    return None
-  flops = cost.get('flops')
-  return float(flops) if flops is not None and flops > 0 else None
-
-
-def executable_bytes(compiled) -> Optional[int]:
-  try:
-    m = compiled.memory_analysis()
-  except Exception:  # pylint: disable=broad-except
-    return None
-  if m is None:
-    return None
-  fields = ('argument_size_in_bytes', 'output_size_in_bytes',
-            'temp_size_in_bytes', 'generated_code_size_in_bytes')
-  total = 0
-  for f in fields:
-    total += int(getattr(m, f, 0) or 0)
-  alias = int(getattr(m, 'alias_size_in_bytes', 0) or 0)
-  return total - alias
-
-
-def device_peak_bytes(devices) -> Optional[int]:
-  peaks = []
-  for d in devices:
-    try:
-      stats = d.memory_stats()
-    except Exception:  # pylint: disable=broad-except
-      stats = None
-    if stats and 'peak_bytes_in_use' in stats:
-      peaks.append(int(stats['peak_bytes_in_use']))
-  return max(peaks) if peaks else None
-
-
-def rss_peak_bytes() -> int:
-  kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-  return int(kb) * (1 if sys.platform == 'darwin' else 1024)
-
-
-def load_average() -> Optional[List[float]]:
-  try:
-    return [round(x, 2) for x in os.getloadavg()]
-  except OSError:
-    return None
-
-
-def cpu_model() -> str:
-  try:
-    with open('/proc/cpuinfo') as f:
-      for line in f:
-        if line.startswith('model name'):
-          return line.split(':', 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or platform.machine()
-
-
-def machine_info() -> Dict[str, Any]:
-  import jaxlib  # pylint: disable=g-import-not-at-top
-  devs = jax.devices()
-  return dict(
-      jax=jax.__version__, jaxlib=getattr(jaxlib, '__version__', '?'),
-      python=platform.python_version(), backend=jax.default_backend(),
-      device_kind=devs[0].device_kind, num_devices=len(devs),
-      cpu=cpu_model(), cpu_count=os.cpu_count(), load_average=load_average(),
-      xla_flags=os.environ.get('XLA_FLAGS', ''))
 
 
 # ----------------------------------------------------------------------------
@@ -214,10 +120,10 @@ def measure_compiled(lowered_fn, call, batch: int, args, devices,
   start = time.perf_counter()
   compiled = lowered_fn()
   compile_s = time.perf_counter() - start
-  times = time_calls(lambda: call(compiled), args.repeats, args.warmup)
+  times = measure.time_calls(lambda: call(compiled), args.repeats, args.warmup)
   row = dict(extra)
-  row.update(summarize(times))
-  flops = cost_flops(compiled)
+  row.update(measure.summarize(times))
+  flops = measure.cost_flops(compiled)
   if flops:  # SPMD executables report the cost of one device's shard.
     flops *= max(1, int(extra.get('num_devices', 1)))
   row.update(
@@ -225,9 +131,9 @@ def measure_compiled(lowered_fn, call, batch: int, args, devices,
       pairs_per_s=batch / row['median_s'],
       flops_per_pair=flops / batch if flops else None,
       achieved_flops=flops / row['median_s'] if flops else None,
-      executable_bytes=executable_bytes(compiled),
-      device_peak_bytes=device_peak_bytes(devices),
-      rss_peak_bytes=rss_peak_bytes())
+      executable_bytes=measure.executable_bytes(compiled),
+      device_peak_bytes=measure.device_peak_bytes(devices),
+      rss_peak_bytes=measure.rss_peak_bytes())
   return row
 
 
@@ -258,7 +164,7 @@ def bench_infer(args, dtype: str, which: str, batch: int, full: bool):
 
 
 def bench_train(args, dtype: str, which: str, batch: int, augment: bool):
-  """The real training step (rrl_jax.train_step.make_train_step), nothing else.
+  """The real training step (rrl_jax.training.step.make_train_step), nothing else.
 
   augment=True is the step training runs with configs/default.py (on-device
   augmentation on); False the pure step. Any failure to build it is raised.
@@ -319,10 +225,10 @@ def bench_peak(args, dtype: str):
   start = time.perf_counter()
   compiled = fn.lower(a, b).compile()
   compile_s = time.perf_counter() - start
-  times = time_calls(lambda: compiled(a, b), max(args.repeats, 5), 1)
+  times = measure.time_calls(lambda: compiled(a, b), max(args.repeats, 5), 1)
   row = dict(part='peak', dtype=dtype, devices='one', num_devices=1, batch=n,
              compile_s=compile_s)
-  row.update(summarize(times))
+  row.update(measure.summarize(times))
   row['achieved_flops'] = 2.0 * n ** 3 / row['min_s']  # best run: the ceiling
   return row
 
@@ -393,58 +299,57 @@ def mlpp_summary(rows) -> List[str]:
 # ----------------------------------------------------------------------------
 
 
-def parse_args(argv=None):
-  p = argparse.ArgumentParser(description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-  ints = lambda s: [int(x) for x in s.split(',') if x]
-  strs = lambda s: [x for x in s.split(',') if x]
-  p.add_argument('--parts', type=strs, default=list(PARTS))
-  p.add_argument('--dtypes', type=strs, default=['float32', 'bfloat16'])
-  p.add_argument('--devices', type=strs, default=['one', 'all'])
-  p.add_argument('--train_batch_sizes', type=ints, default=[64, 128])
-  p.add_argument('--infer_batch_sizes', type=ints, default=[256, 512])
-  p.add_argument('--full_batch_sizes', type=ints, default=None,
-                 help='default: the first of --infer_batch_sizes')
-  p.add_argument('--repeats', type=int, default=5)
-  p.add_argument('--warmup', type=int, default=1)
-  p.add_argument('--recon_loss', default='mse', choices=('mse', 'perceptual'))
-  p.add_argument('--vgg19_weights', default=(
-      '~/.keras/models/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5'))
-  p.add_argument('--model', default='rrl_net',
-                 help='network or variant: ' + ', '.join(variants.all_variants()))
-  p.add_argument('--widths', type=ints, default=None,
-                 help="default: the model's own (RRL-Net 16,32,64,128,256)")
-  p.add_argument('--head_hidden', type=ints, default=None,
-                 help="default: the model's own (512,256)")
-  p.add_argument('--peak_n', type=int, default=2048)
-  p.add_argument('--pipeline_examples', type=int, default=20_000)
-  p.add_argument('--pipeline_batches', type=int, default=500)
-  p.add_argument('--seed', type=int, default=0)
-  p.add_argument('--match_pairs', type=int, default=5000)
-  p.add_argument('--match_batch_size', type=int, default=256)
-  p.add_argument('--xla_cpu_convs', default='eigen', choices=perf.CPU_CONVS,
-                 help="CPU convolution runtime: 'eigen' (XLA's own; measured "
-                 "faster here), 'ynn' (YNNPACK, jaxlib's default) or 'asis' "
-                 '(leave XLA_FLAGS alone). Applied before the backend starts.')
-  p.add_argument('--out', default='')
-  args = p.parse_args(argv)
-  unknown = sorted(set(args.parts) - set(PARTS))
+@dataclasses.dataclass(frozen=True)
+class Options:
+  """What to measure and how; one field per command-line flag (same name)."""
+  parts: Tuple[str, ...] = PARTS
+  dtypes: Tuple[str, ...] = ('float32', 'bfloat16')
+  devices: Tuple[str, ...] = ('one', 'all')
+  train_batch_sizes: Tuple[int, ...] = (64, 128)
+  infer_batch_sizes: Tuple[int, ...] = (256, 512)
+  full_batch_sizes: Optional[Tuple[int, ...]] = None
+  repeats: int = 5
+  warmup: int = 1
+  recon_loss: str = 'mse'
+  vgg19_weights: str = '~/.keras/models/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5'
+  model: str = 'rrl_net'
+  widths: Optional[Tuple[int, ...]] = None
+  head_hidden: Optional[Tuple[int, ...]] = None
+  peak_n: int = 2048
+  pipeline_examples: int = 20_000
+  pipeline_batches: int = 500
+  seed: int = 0
+  match_pairs: int = 5000
+  match_batch_size: int = 256
+  xla_cpu_convs: str = 'eigen'
+  out: str = ''
+
+
+def options(**kwargs) -> Options:
+  """Options(**kwargs) checked; ValueError names a bad --parts, --model, ...."""
+  tuples = {k: tuple(v) if isinstance(v, (list, tuple)) else v
+            for k, v in kwargs.items()}
+  opts = Options(**tuples)
+  unknown = sorted(set(opts.parts) - set(PARTS))
   if unknown:
-    p.error(f'unknown --parts {unknown}; known: {PARTS}')
-  try:
-    variants.resolve(args.model)
-  except ValueError as e:
-    p.error(str(e))
-  if args.full_batch_sizes is None:
-    args.full_batch_sizes = args.infer_batch_sizes[:1]
-  return args
+    raise ValueError(f'unknown --parts {unknown}; known: {PARTS}')
+  if opts.recon_loss not in ('mse', 'perceptual'):
+    raise ValueError(f'--recon_loss={opts.recon_loss!r}: use mse or perceptual')
+  if opts.xla_cpu_convs not in perf.CPU_CONVS:
+    raise ValueError(f'--xla_cpu_convs={opts.xla_cpu_convs!r}: use one of '
+                     f'{perf.CPU_CONVS}')
+  variants.resolve(opts.model)  # ValueError naming the known networks.
+  if opts.full_batch_sizes is None:
+    opts = dataclasses.replace(opts, full_batch_sizes=opts.infer_batch_sizes[:1])
+  return opts
 
 
-def run(args) -> Dict[str, Any]:
+def run(args: Options) -> Dict[str, Any]:
+  """Measures every selected part; prints the table; writes args.out (JSON)."""
   started = perf.backend_started()
   if args.xla_cpu_convs != 'asis':
     perf.apply_xla_flags(args.xla_cpu_convs)
-  info = machine_info()
+  info = measure.machine_info()
   # True: flags set after the backend started (e.g. in tests) do not apply.
   info['xla_cpu_convs'] = args.xla_cpu_convs
   info['flags_applied'] = not started
@@ -486,7 +391,7 @@ def run(args) -> Dict[str, Any]:
     from launch import bench_deploy  # pylint: disable=g-import-not-at-top
     for row in bench_deploy.bench_match(args):
       add(row)
-  info['load_average_end'] = load_average()
+  info['load_average_end'] = measure.load_average()
   print()
   print(f"{info['cpu']} ({info['backend']}, {info['num_devices']} device(s), "
         f"{info['cpu_count']} CPUs), jax {info['jax']}, Python {info['python']}, "
@@ -498,7 +403,7 @@ def run(args) -> Dict[str, Any]:
     from launch import bench_deploy  # pylint: disable=g-import-not-at-top
     for line in bench_deploy.fold_summary(rows):
       print(line)
-  result = dict(machine=info, args=vars(args), peaks=peaks, rows=rows)
+  result = dict(machine=info, args=dataclasses.asdict(args), peaks=peaks, rows=rows)
   if args.out:
     with open(args.out, 'w') as f:
       json.dump(result, f, indent=1, default=str)
@@ -506,9 +411,59 @@ def run(args) -> Dict[str, Any]:
   return result
 
 
-def main(argv=None):
-  run(parse_args(argv))
+def define_flags(flag_values=FLAGS) -> None:
+  """One flag per Options field, same default (defined when run as a program)."""
+  d = Options()
+  list_flag = lambda name, help_text: flags.DEFINE_list(
+      name, list(getattr(d, name)), help_text, flag_values=flag_values)
+  int_list = lambda name, help_text: cli.define_int_list(
+      name, None if getattr(d, name) is None else list(getattr(d, name)),
+      help_text, flag_values)
+  list_flag('parts', f'Parts to run, of {",".join(PARTS)}.')
+  list_flag('dtypes', 'Compute dtypes.')
+  list_flag('devices', "'one' (first device) and/or 'all' (data-parallel mesh).")
+  int_list('train_batch_sizes', 'Batch sizes of the train/trainpure rows.')
+  int_list('infer_batch_sizes', 'Batch sizes of the infer/folded rows.')
+  int_list('full_batch_sizes', 'default: the first of --infer_batch_sizes')
+  flags.DEFINE_enum('recon_loss', d.recon_loss, ['mse', 'perceptual'],
+                    'Reconstruction loss of the train rows.', flag_values=flag_values)
+  flags.DEFINE_string('vgg19_weights', d.vgg19_weights, 'Keras VGG19 notop '
+                      'weights (--recon_loss=perceptual).', flag_values=flag_values)
+  flags.DEFINE_string('model', d.model, 'network or variant: ' +
+                      ', '.join(variants.all_variants()), flag_values=flag_values)
+  int_list('widths', "default: the model's own (RRL-Net 16,32,64,128,256)")
+  int_list('head_hidden', "default: the model's own (512,256)")
+  for name, help_text in (
+      ('repeats', 'Timed calls per row.'),
+      ('warmup', 'Untimed calls before them.'),
+      ('peak_n', 'Side of the peak matmul.'),
+      ('pipeline_examples', 'Pairs in memory for the pipeline row.'),
+      ('pipeline_batches', 'Batches per pipeline measurement.'),
+      ('seed', 'Seed of the random inputs.'),
+      ('match_pairs', "Pairs in the match rows' pack."),
+      ('match_batch_size', 'launch.match --batch_size of the match rows.')):
+    flags.DEFINE_integer(name, getattr(d, name), help_text, flag_values=flag_values)
+  flags.DEFINE_enum('xla_cpu_convs', d.xla_cpu_convs, list(perf.CPU_CONVS),
+                    "CPU convolution runtime: 'eigen' (XLA's own; measured "
+                    "faster here), 'ynn' (YNNPACK, jaxlib's default) or 'asis' "
+                    '(leave XLA_FLAGS alone). Applied before the backend starts.',
+                    flag_values=flag_values)
+  flags.DEFINE_string('out', d.out, 'JSON file for the results (default: none).',
+                      flag_values=flag_values)
+  cli.define_help_flags()
+
+
+def main(argv, flag_values=FLAGS) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  try:
+    opts = options(**{f.name: flag_values[f.name].value
+                      for f in dataclasses.fields(Options)})
+  except ValueError as e:
+    sys.exit(f'launch.bench: error: {e}')
+  run(opts)
 
 
 if __name__ == '__main__':
-  main()
+  define_flags()
+  app.run(main)

@@ -2,7 +2,7 @@
 
   python -m launch.bench_ab --variants='bn=rrl_jax.models.layers.BN_CUSTOM_VJP' --rounds=15
 
-Compiles rrl_jax.train_step.make_train_step's step once per variant in one
+Compiles rrl_jax.training.step.make_train_step's step once per variant in one
 process: the baseline A with every listed switch False, and each variant
 NAME=SWITCH[+SWITCH...] with its switches True (switches are read while
 tracing, so each executable keeps its own choice). Every round calls A and
@@ -11,20 +11,27 @@ figure is the median over rounds of its time / A's time in the same round, so
 load from other processes cancels to first order. Also prints each
 executable's XLA memory analysis (arguments + outputs + temporaries - aliases).
 """
-import argparse
 import contextlib
 import importlib
 import statistics
+import sys
 import time
+from typing import Dict, List, Optional
 
+from absl import app
+from absl import flags
+
+from rrl_jax import cli
 from rrl_jax import xla_cpu
+
+FLAGS = flags.FLAGS
 
 
 def _switch(path):
   module, name = path.rsplit('.', 1)
   mod = importlib.import_module(module)
   if not isinstance(getattr(mod, name, None), bool):
-    raise SystemExit(f'--flags: {path} is not a boolean module switch.')
+    raise ValueError(f'--variants: {path} is not a boolean module switch.')
   return mod, name
 
 
@@ -69,52 +76,43 @@ def setup(config, batch):
   return state, make_step, ts.global_batch(arrays, mesh), ts.loss_weights(config, mesh)
 
 
-def parse_variants(text):
+def parse_variants(items) -> Dict[str, List[str]]:
+  """['NAME=mod.SWITCH+mod.OTHER', ...] -> {NAME: [switch paths]}; ValueError if bad."""
   variants = {}
-  for item in filter(None, text.split(',')):
+  for item in filter(None, items):
     if '=' not in item:
-      raise SystemExit(f'--variants: {item!r} is not NAME=SWITCH[+SWITCH].')
-    name, flags = item.split('=', 1)
-    variants[name] = flags.split('+')
+      raise ValueError(f'--variants: {item!r} is not NAME=SWITCH[+SWITCH].')
+    name, switch_list = item.split('=', 1)
+    variants[name] = switch_list.split('+')
     for f in variants[name]:
       _switch(f)
   return variants
 
 
-def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument('--variants', required=True,
-                 help='comma-separated NAME=module.SWITCH[+module.SWITCH]')
-  p.add_argument('--rounds', type=int, default=15)
-  p.add_argument('--warmup', type=int, default=2)
-  p.add_argument('--batch', type=int, default=64)
-  p.add_argument('--augment', type=int, default=1)
-  p.add_argument('--recon_loss', default='mse')
-  p.add_argument('--dump_hlo', default='',
-                 help='prefix: writes PREFIX_NAME.hlo (optimised HLO) per variant')
-  args = p.parse_args(argv)
+def run(variants: Dict[str, List[str]], rounds: int = 15, warmup: int = 2,
+        batch: int = 64, augment: bool = True, recon_loss: str = 'mse',
+        dump_hlo: Optional[str] = None) -> Dict[str, List[float]]:
+  """Times A and every variant (parse_variants' output); returns seconds per round."""
   xla_cpu.apply_xla_flags('eigen')
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from configs import default  # pylint: disable=g-import-not-at-top
-  variants = parse_variants(args.variants)
   all_flags = sorted({f for fl in variants.values() for f in fl})
   config = default.get_config()
-  config.batch_size = args.batch
-  config.recon_loss = args.recon_loss
-  config.augment.enabled = bool(args.augment)
-  state, make_step, arrays, weights = setup(config, args.batch)
+  config.batch_size = batch
+  config.recon_loss = recon_loss
+  config.augment.enabled = bool(augment)
+  state, make_step, arrays, weights = setup(config, batch)
   runs = {}
-  for name, flags in [('A', [])] + list(variants.items()):
-    with switches(all_flags, False), switches(flags, True):
+  for name, on in [('A', [])] + list(variants.items()):
+    with switches(all_flags, False), switches(on, True):
       start = time.perf_counter()
       compiled = make_step().lower(state, arrays, weights).compile()
     total, temp = memory_bytes(compiled)
     print(f'{name}: compiled in {time.perf_counter() - start:.0f}s; memory '
           f'{total / 2**20:.1f} MiB (temp {temp / 2**20:.1f} MiB)', flush=True)
-    if args.dump_hlo:
-      with open(f'{args.dump_hlo}_{name}.hlo', 'w') as f:
+    if dump_hlo:
+      with open(f'{dump_hlo}_{name}.hlo', 'w') as f:
         f.write(compiled.as_text())
     runs[name] = dict(compiled=compiled, state=jax.tree.map(jnp.copy, state))
 
@@ -124,16 +122,16 @@ def main(argv=None):
     jax.block_until_ready(metrics)
     return time.perf_counter() - start
 
-  for _ in range(args.warmup):
+  for _ in range(warmup):
     for r in runs.values():
       call(r)
   names = list(runs)
   times = {k: [] for k in names}
-  for i in range(args.rounds):
+  for i in range(rounds):
     # Rotate the order so a drift in load does not favour one position.
     for k in names[i % len(names):] + names[:i % len(names)]:
       times[k].append(call(runs[k]))
-  print(f'{args.rounds} rounds; A median {statistics.median(times["A"]):.3f}s')
+  print(f'{rounds} rounds; A median {statistics.median(times["A"]):.3f}s')
   for k in names[1:]:
     ratios = [b / a for a, b in zip(times['A'], times[k])]
     q = statistics.quantiles(ratios, n=4)
@@ -141,7 +139,33 @@ def main(argv=None):
           f'ratio to A median {statistics.median(ratios):.3f} '
           f'(IQR {q[0]:.3f}-{q[2]:.3f}, min {min(ratios):.3f}, max {max(ratios):.3f})',
           flush=True)
+  return times
+
+
+def define_flags() -> None:
+  flags.DEFINE_list('variants', None, 'comma-separated NAME=module.SWITCH[+module.SWITCH]')
+  flags.DEFINE_integer('rounds', 15, 'Rounds (each calls A and every variant once).')
+  flags.DEFINE_integer('warmup', 2, 'Untimed rounds first.')
+  flags.DEFINE_integer('batch', 64, 'Pairs per step.')
+  flags.DEFINE_integer('augment', 1, '1: on-device augmentation on (as training); 0: off.')
+  flags.DEFINE_string('recon_loss', 'mse', 'Reconstruction loss of the step.')
+  flags.DEFINE_string('dump_hlo', '', 'prefix: writes PREFIX_NAME.hlo (optimised HLO) '
+                      'per variant')
+  flags.mark_flag_as_required('variants')
+  cli.define_help_flags()
+
+
+def main(argv) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  try:
+    variants = parse_variants(FLAGS.variants)
+  except (ValueError, ImportError) as e:
+    sys.exit(f'launch.bench_ab: error: {e}')
+  run(variants, FLAGS.rounds, FLAGS.warmup, FLAGS.batch, bool(FLAGS.augment),
+      FLAGS.recon_loss, FLAGS.dump_hlo)
 
 
 if __name__ == '__main__':
-  main()
+  define_flags()
+  app.run(main)

@@ -19,6 +19,7 @@ from typing import Any, Dict, List
 import jax
 import numpy as np
 
+from launch import bench_measure as measure
 from rrl_jax import pruning
 from rrl_jax.evaluation import deploy
 
@@ -53,9 +54,9 @@ def bench_folded(args, dtype: str, which: str, batch: int) -> Dict[str, Any]:
   row = dict(part='folded', dtype=dtype, devices=which, num_devices=mesh.size,
              batch=batch, params=pruning.count_parameters(folded['params']),
              batch_norms_folded=len(report.folded), compile_s=compile_s['folded'])
-  row.update(bench.summarize(times['folded']))
-  unfolded = bench.summarize(times['unfolded'])
-  flops = bench.cost_flops(compiled['folded'])
+  row.update(measure.summarize(times['folded']))
+  unfolded = measure.summarize(times['unfolded'])
+  flops = measure.cost_flops(compiled['folded'])
   if flops:
     flops *= mesh.size
   row.update(pairs_per_s=batch / row['median_s'],
@@ -65,7 +66,7 @@ def bench_folded(args, dtype: str, which: str, batch: int) -> Dict[str, Any]:
              fold_speedup=unfolded['median_s'] / row['median_s'],
              flops_per_pair=flops / batch if flops else None,
              achieved_flops=flops / row['median_s'] if flops else None,
-             rss_peak_bytes=bench.rss_peak_bytes())
+             rss_peak_bytes=measure.rss_peak_bytes())
   return row
 
 

@@ -37,8 +37,7 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
   """Flags are defined only when run as a program (modules stay importable)."""
-  flags.DEFINE_string('checkpoint', None, 'rrl_jax checkpoint directory, or a '
-                      'training workdir (its best/ is used).')
+  cli.define_checkpoint_flags()
   flags.DEFINE_string('config', None, 'Config file[:arg] (its dataset section).')
   flags.DEFINE_string('dataset', None, 'Dataset name (overrides the config).')
   flags.DEFINE_list('splits', None, 'Splits to evaluate (default: test splits).')
@@ -47,7 +46,6 @@ def define_flags() -> None:
   flags.DEFINE_string('out', None, 'Results folder.')
   flags.DEFINE_integer('batch_size', None, 'Global batch (default 256).')
   flags.DEFINE_string('protocol', None, "'clean' or 'paper' (recorded only).")
-  flags.DEFINE_integer('step', None, 'Checkpoint step (default: latest).')
   flags.DEFINE_integer('mgla_pairs', 4, 'Pairs in mgla.png (0: none).')
   flags.DEFINE_bool('mlpp', False, 'Also measure full vs pruned params/latency.')
   flags.DEFINE_string('recalibrate_split', None, 'Precise BN: recompute the '
@@ -217,9 +215,7 @@ def main(argv):
     sys.exit('launch.evaluate: error: --checkpoint is required.')
   try:
     config = load_config(FLAGS.config) if FLAGS.config else None
-    checkpoint_dir, note = checkpoint.resolve_workdir(FLAGS.checkpoint)
-    if note:
-      print(note)
+    checkpoint_dir = cli.checkpoint_dir(FLAGS.checkpoint)
     if FLAGS.recalibrate_split:
       checkpoint_dir = recalibrate_from_flags(config, checkpoint_dir)
       print(f'Recalibrated checkpoint written to {checkpoint_dir}')

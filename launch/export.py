@@ -20,10 +20,8 @@ FLAGS = flags.FLAGS
 
 
 def define_flags() -> None:
-  flags.DEFINE_string('checkpoint', None, 'rrl_jax checkpoint directory, or a '
-                      'training workdir (its best/ is used).')
+  cli.define_checkpoint_flags()
   flags.DEFINE_string('out', None, 'Artifact file to write (OUT.json beside it).')
-  flags.DEFINE_integer('step', None, 'Checkpoint step (default: latest).')
   flags.DEFINE_list('platforms', ['cpu', 'cuda'], 'Platforms to lower for.')
   flags.DEFINE_bool('overwrite', False, 'Replace an existing --out.')
   cli.define_help_flags()
@@ -55,9 +53,7 @@ def main(argv):
   if not FLAGS.checkpoint:
     sys.exit('launch.export: error: --checkpoint is required.')
   try:
-    ckpt, note = checkpoint.resolve_workdir(FLAGS.checkpoint)
-    if note:
-      print(note)
+    ckpt = cli.checkpoint_dir(FLAGS.checkpoint)
     side = run(ckpt, FLAGS.out, FLAGS.step, FLAGS.platforms, FLAGS.overwrite)
   except (ValueError, checkpoint.CheckpointError) as e:
     sys.exit(f'launch.export: error: {e}')

@@ -2,20 +2,24 @@
 
   python -m launch.inspect_data --dataset=synthetic --out=grid.png
   python -m launch.inspect_data --dataset=scenes --manual_dir=../shared/data/rgbnir_scenes \
-      --data_dir=/tmp/tfds --option max_keypoints=50 --out=scenes.png
+      --data_dir=/tmp/tfds --option=max_keypoints=50 --out=scenes.png
 
 Builds the dataset first if it is not built yet (same rules as load_split). The
 grid shows visible | other spectrum per pair, framed green for matching and red
 for non-matching, half of each from the chosen split.
 """
-import argparse
 import ast
 import sys
+from typing import Optional, Sequence
 
+from absl import app
+from absl import flags
 import numpy as np
 
 from rrl_jax import cli
 from rrl_jax import data
+
+FLAGS = flags.FLAGS
 
 
 def _parse_option(text: str):
@@ -56,70 +60,81 @@ def draw_grid(patches, labels, path: str, title: str, per_class: int = 8, seed: 
   plt.close(fig)
 
 
-def make_parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('--dataset', required=True, choices=sorted(data.BUILDERS),
-                      help='dataset (builder) name')
-  parser.add_argument('--data_dir', default=None,
-                      help='TFDS data_dir holding (or receiving) the build '
-                      '(default: ~/tensorflow_datasets)')
-  parser.add_argument('--manual_dir', default=None,
-                      help='manually downloaded files (default: <data_dir>/downloads/manual)')
-  parser.add_argument('--pair_list_dir', default=None,
-                      help='folder of the pair lists train.txt/test.txt (os_raw and '
-                      'sen1_2_raw only; default: the manual dir)')
-  parser.add_argument('--option', action='append', default=[], metavar='KEY=VALUE',
-                      help='builder option, e.g. max_keypoints=50 (repeatable)')
-  parser.add_argument('--split', default=None,
-                      help='split drawn in the grid (default: train, else the first)')
-  parser.add_argument('--out', default='grid.png', help='PNG file for the sample grid')
-  return parser
+def define_flags(flag_values=FLAGS) -> None:
+  """The program's flags (defined when run as a program, or into a test's FlagValues)."""
+  flags.DEFINE_enum('dataset', None, sorted(data.BUILDERS), 'dataset (builder) name',
+                    flag_values=flag_values)
+  flags.DEFINE_string('data_dir', None, 'TFDS data_dir holding (or receiving) the '
+                      'build (default: ~/tensorflow_datasets)', flag_values=flag_values)
+  flags.DEFINE_string('manual_dir', None, 'manually downloaded files (default: '
+                      '<data_dir>/downloads/manual)', flag_values=flag_values)
+  flags.DEFINE_string('pair_list_dir', None, 'folder of the pair lists '
+                      'train.txt/test.txt (os_raw and sen1_2_raw only; default: the '
+                      'manual dir)', flag_values=flag_values)
+  flags.DEFINE_multi_string('option', [], 'builder option KEY=VALUE, e.g. '
+                            'max_keypoints=50 (repeatable)', flag_values=flag_values)
+  flags.DEFINE_string('split', None, 'split drawn in the grid (default: train, else '
+                      'the first)', flag_values=flag_values)
+  flags.DEFINE_string('out', 'grid.png', 'PNG file for the sample grid',
+                      flag_values=flag_values)
+  flags.mark_flag_as_required('dataset', flag_values=flag_values)
 
 
-def inspect(args) -> None:
-  """Builds if needed, prints the table, draws the grid; raises on bad input."""
+def inspect(dataset: str, data_dir: Optional[str] = None,
+            manual_dir: Optional[str] = None, pair_list_dir: Optional[str] = None,
+            options: Sequence[str] = (), split: Optional[str] = None,
+            out: str = 'grid.png') -> None:
+  """Builds if needed, prints the table, draws the grid; raises on bad input.
+
+  options: builder options as 'KEY=VALUE' strings (values read as Python
+  literals where they parse as one).
+  """
   kwargs = {}
-  for text in args.option:
+  for text in options:
     if '=' not in text:
       raise ValueError(f'--option {text!r}: expected KEY=VALUE')
     key, value = _parse_option(text)
     kwargs[key] = value
-  if args.pair_list_dir:
-    kwargs['pair_list_dir'] = args.pair_list_dir
-  builder = data.prepare(data.get_builder(args.dataset, data_dir=args.data_dir,
-                                          manual_dir=args.manual_dir, **kwargs))
-  print(f'dataset {args.dataset}: {builder.data_dir}')
+  if pair_list_dir:
+    kwargs['pair_list_dir'] = pair_list_dir
+  builder = data.prepare(data.get_builder(dataset, data_dir=data_dir,
+                                          manual_dir=manual_dir, **kwargs))
+  print(f'dataset {dataset}: {builder.data_dir}')
   print(f'options: {dict(builder.options)}')
   counts = builder.info.metadata.get('counts') if builder.info.metadata else None
   splits = sorted(builder.info.splits.keys())
-  if args.split and args.split not in splits:
-    raise ValueError(f'--split={args.split}: {args.dataset} has splits {splits}')
+  if split and split not in splits:
+    raise ValueError(f'--split={split}: {dataset} has splits {splits}')
   print(f'{"split":12s} {"pairs":>9s} {"matching":>9s} {"non-match":>9s} {"match %":>8s}')
   loaded = {}
-  for split in splits:
-    patches, labels = data.read_split(builder, split)
-    loaded[split] = (patches, labels)
+  for name in splits:
+    patches, labels = data.read_split(builder, name)
+    loaded[name] = (patches, labels)
     pos = int(labels.sum())
-    print(f'{split:12s} {len(labels):9d} {pos:9d} {len(labels) - pos:9d} '
+    print(f'{name:12s} {len(labels):9d} {pos:9d} {len(labels) - pos:9d} '
           f'{100 * pos / max(1, len(labels)):7.1f}%')
   if counts:
     print(f'border rule: {builder.info.metadata.get("border_rule")}')
-    for split, c in sorted(counts.items()):
-      print(f'  {split}: {c}')
-  split = args.split or ('train' if 'train' in splits else splits[0])
-  draw_grid(*loaded[split], args.out, f'{args.dataset}/{split}')
-  print(f'wrote {args.out}')
+    for name, c in sorted(counts.items()):
+      print(f'  {name}: {c}')
+  split = split or ('train' if 'train' in splits else splits[0])
+  draw_grid(*loaded[split], out, f'{dataset}/{split}')
+  print(f'wrote {out}')
 
 
-def main(argv=None):
-  args = make_parser().parse_args(argv)
+def main(argv, flag_values=FLAGS) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   cli.quiet_tfds()
+  f = flag_values
   try:
-    inspect(args)
+    inspect(f.dataset, data_dir=f.data_dir, manual_dir=f.manual_dir,
+            pair_list_dir=f.pair_list_dir, options=f.option, split=f.split, out=f.out)
   except (data.DataError, ValueError, OSError) as e:
     sys.exit(f'launch.inspect_data: error: {e}')
 
 
 if __name__ == '__main__':
-  main()
+  define_flags()
+  cli.define_help_flags()
+  app.run(main)

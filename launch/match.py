@@ -26,8 +26,7 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
   """Flags are defined only when run as a program (modules stay importable)."""
-  flags.DEFINE_string('checkpoint', None, 'rrl_jax checkpoint directory, or a '
-                      'training workdir (its best/ is used).')
+  cli.define_checkpoint_flags()
   flags.DEFINE_string('export', None, 'Exported scorer (launch.export) instead '
                       'of --checkpoint: no model is built.')
   flags.DEFINE_string('pairs', None, 'Pairs pack .npy (N, 2, P, P) uint8.')
@@ -40,7 +39,6 @@ def define_flags() -> None:
   flags.DEFINE_integer('batch_size', 256, 'Pairs per batch (global).')
   flags.DEFINE_bool('resize', False, 'Resize patches of other sizes to 64x64.')
   flags.DEFINE_integer('patch_size', 64, 'Keypoint mode: side of the cut patches.')
-  flags.DEFINE_integer('step', None, 'Checkpoint step (default: latest).')
   cli.define_help_flags()
 
 
@@ -107,11 +105,7 @@ def main(argv):
     sys.exit('launch.match: error: give one of --checkpoint or --export.')
   try:
     out = output_path(FLAGS.out, FLAGS.overwrite)
-    ckpt = None
-    if FLAGS.checkpoint:
-      ckpt, note = checkpoint.resolve_workdir(FLAGS.checkpoint)
-      if note:
-        print(note)
+    ckpt = cli.checkpoint_dir(FLAGS.checkpoint) if FLAGS.checkpoint else None
     scores = run(ckpt, out, FLAGS.pairs, FLAGS.image_a,
                  FLAGS.image_b, FLAGS.keypoints, FLAGS.batch_size,
                  FLAGS.resize, FLAGS.patch_size, FLAGS.step,

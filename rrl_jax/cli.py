@@ -2,6 +2,9 @@
 
 - `define_help_flags()`: absl's --help/--helpshort/--helpfull print the usage and
   exit 1; these replacements print the same and exit 0, like argparse programs.
+- `define_int_list()`: a comma-separated list flag whose items are integers.
+- `define_checkpoint_flags()` / `checkpoint_dir()`: --checkpoint (a checkpoint
+  or a training workdir) and --step, as launch.evaluate/match/export take them.
 - `quiet_logging()`: WARNING verbosity unless --verbosity was given, and the
   jax backend probe ("Unable to initialize backend 'tpu'") and Orbax's per-file
   INFO lines silenced, so an inference run prints its result and little else.
@@ -64,6 +67,45 @@ def define_help_flags() -> None:
         if key and key in FLAGS:
           delattr(FLAGS, key)
       flags.DEFINE_flag(cls())
+
+
+class _IntListParser(flags.ListParser):
+  """'64,128' -> [64, 128]; a non-integer item is a flag error naming it."""
+
+  def parse(self, argument):
+    items = super().parse(argument)
+    try:
+      return [int(x) for x in items]
+    except ValueError:
+      raise ValueError(f'expected comma-separated integers, got {argument!r}') from None
+
+  def flag_type(self):
+    return 'comma separated list of integers'
+
+
+def define_int_list(name, default, help_text, flag_values=FLAGS) -> None:
+  """DEFINE_list whose items are ints (e.g. --batch_sizes=64,128)."""
+  flags.DEFINE(_IntListParser(), name, default, help_text, flag_values,
+               flags.CsvListSerializer(','))
+
+
+def define_checkpoint_flags() -> None:
+  """--checkpoint and --step of the programs that load a trained model."""
+  flags.DEFINE_string('checkpoint', None, 'rrl_jax checkpoint directory, or a '
+                      'training workdir (its best/ is used).')
+  flags.DEFINE_integer('step', None, 'Checkpoint step (default: latest).')
+
+
+def checkpoint_dir(path: str) -> str:
+  """--checkpoint as a checkpoint directory (a workdir's best/), saying which.
+
+  Raises CheckpointError (rrl_jax.training.checkpoints) when there is none.
+  """
+  from rrl_jax.training import checkpoints  # pylint: disable=g-import-not-at-top
+  directory, note = checkpoints.resolve_workdir(path)
+  if note:
+    print(note)
+  return directory
 
 
 def quiet_logging() -> None:

@@ -42,5 +42,16 @@ def keras_variables():
 
 
 @pytest.fixture(scope='session')
+def tiny_checkpoint(tmp_path_factory):
+  """(model, random variables, checkpoint dir) of eval_helpers.TINY, once per session."""
+  from eval_helpers import TINY, random_variables, save_tiny_checkpoint  # pylint: disable=g-import-not-at-top
+  from rrl_jax.models import RRLNet  # pylint: disable=g-import-not-at-top
+  model = RRLNet(**TINY)
+  variables = random_variables(model)
+  path = save_tiny_checkpoint(tmp_path_factory.mktemp('ckpt'), model, variables)
+  return model, variables, path
+
+
+@pytest.fixture(scope='session')
 def keras_outputs():
   return dict(np.load(require_path(KERAS_OUTPUTS)))

@@ -32,6 +32,11 @@ def random_variables(model, seed=0):
   return {'params': variables['params'], 'batch_stats': variables['batch_stats']}
 
 
+def random_pairs(n, seed=0):
+  """n random uint8 pairs (n, 2, 64, 64)."""
+  return np.random.default_rng(seed).integers(0, 256, (n, 2, 64, 64), np.uint8)
+
+
 def save_tiny_checkpoint(directory, model, variables):
   """An rrl_jax checkpoint of the reduced model (what training would write)."""
   checkpoint.save_variables(str(directory), variables,

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 import keras_baselines as kb
-from rrl_jax import keras_import
 from rrl_jax.models import afd_net
 from rrl_jax.models.afd_net import AFDNet, ConvBNReLU, InstanceNorm
 from rrl_jax.pruning import count_parameters
@@ -15,39 +14,18 @@ SMALL = AFDNet(widths=(4, 8, 8, 16), head_hidden=(16, 8))
 # Our output name -> Keras output index (out<i>, train_out<i>).
 KERAS_OUTPUTS = {'multi': 0, 'single': 1}
 VARIANTS = pytest.mark.parametrize('alt', [False, True], ids=['spec', 'alt'])
-_X = jax.ShapeDtypeStruct((1, 64, 64, 1), jnp.float32)
-
-
-def _shapes(model, score_only=False):
-  return jax.eval_shape(lambda a, b: model.init(jax.random.PRNGKey(0), a, b,
-                                                score_only=score_only), _X, _X)
 
 
 def test_parameter_counts_equal_the_official_model():
-  full, score = _shapes(MODEL), _shapes(MODEL, score_only=True)
+  full, score = kb.variable_shapes(MODEL), kb.variable_shapes(MODEL, score_only=True)
   assert count_parameters(full['params']) == 8_247_820
   assert count_parameters(full['batch_stats']) == 7_808
   assert count_parameters(score['params']) == 6_672_138
   assert count_parameters(score['batch_stats']) == 6_784
 
 
-_RUNS = {}
-
-
 def _run(alt):
-  """(inference outputs, intermediates, training outputs, score_only z, fixture)."""
-  if alt not in _RUNS:
-    inputs = kb.load_outputs('AFD', alt=False)  # the inputs live in outputs.npz
-    xa, xb = inputs['x_a'], inputs['x_b']
-    variables = kb.keras_variables(MODEL, afd_net.keras_layer_plan, 'AFD', alt)
-    infer = jax.jit(lambda v, a, b: MODEL.apply(v, a, b, mutable=['intermediates']))
-    train = jax.jit(lambda v, a, b: MODEL.apply(v, a, b, train=True,
-                                                mutable=['batch_stats'])[0])
-    score = jax.jit(lambda v, a, b: MODEL.apply(v, a, b, score_only=True))
-    out, inter = infer(variables, xa, xb)
-    _RUNS[alt] = (out, inter['intermediates'], train(variables, xa, xb),
-                  score(variables, xa, xb), kb.load_outputs('AFD', alt))
-  return _RUNS[alt]
+  return kb.keras_forward(MODEL, afd_net.keras_layer_plan, 'AFD', alt, score_only=True)
 
 
 def _softmax(logits):
@@ -57,39 +35,26 @@ def _softmax(logits):
 @VARIANTS
 @pytest.mark.parametrize('name', list(KERAS_OUTPUTS))
 def test_inference_outputs_match_keras(alt, name):
-  out, _, _, _, want = _run(alt)
-  np.testing.assert_allclose(_softmax(out[name]), want[f'out{KERAS_OUTPUTS[name]}'],
-                             rtol=0, atol=1e-4)
+  kb.assert_output_matches(_run(alt), name, KERAS_OUTPUTS, _softmax)
 
 
 @VARIANTS
 @pytest.mark.parametrize('name', list(KERAS_OUTPUTS))
 def test_training_mode_outputs_match_keras(alt, name):
-  _, _, train_out, _, want = _run(alt)
-  np.testing.assert_allclose(_softmax(train_out[name]),
-                             want[f'train_out{KERAS_OUTPUTS[name]}'], rtol=0, atol=1e-3)
+  kb.assert_output_matches(_run(alt), name, KERAS_OUTPUTS, _softmax, train=True)
 
 
 @VARIANTS
 def test_score_path_equals_keras_score(alt):
-  out, _, _, z, want = _run(alt)
-  prob = np.asarray(AFDNet.match_probability(z))
-  np.testing.assert_allclose(prob, np.asarray(AFDNet.match_probability(out)),
-                             rtol=0, atol=1e-6)
-  np.testing.assert_allclose(prob, want['score'], rtol=0, atol=1e-4)
+  kb.assert_score_matches(AFDNet, _run(alt))
 
 
 def test_score_only_touches_only_the_score_path():
   """The score_only subtree alone (no out1 head) computes the score."""
-  out, _, _, z, _ = _run(True)
-  variables = kb.keras_variables(MODEL, afd_net.keras_layer_plan, 'AFD', True)
-  template = _shapes(MODEL, score_only=True)
-  pruned = {c: {k: variables[c][k] for k in template[c]} for c in template}
+  run = _run(True)
+  pruned, z = kb.score_path_only(MODEL, run)
   assert 'single_head' not in pruned['params'] and 'single_cbr' not in pruned['params']
-  inputs = kb.load_outputs('AFD', alt=False)
-  z2 = jax.jit(lambda v, a, b: MODEL.apply(v, a, b, score_only=True))(
-      pruned, inputs['x_a'], inputs['x_b'])
-  np.testing.assert_array_equal(np.asarray(z2), np.asarray(z))
+  np.testing.assert_array_equal(np.asarray(z), np.asarray(run['z']))
 
 
 # Keras activation name -> our intermediate (all of net a / the out0 head).
@@ -104,17 +69,15 @@ ACTIVATIONS = {
 @VARIANTS
 def test_activations_match_keras(alt):
   """Layer by layer: stride-2 padding (relu2), IN (in1), concat order (concatenate_3)."""
-  _, inter, _, _, want = _run(alt)
+  run = _run(alt)
+  inter, want = run['inter'], run['ref']
+  ours = {}
   for key, path in ACTIVATIONS.items():
-    ours = inter
+    ours[key] = inter
     for p in path:
-      ours = ours[p]
-    ours = np.asarray(ours[0])
-    ref = want[f'act__{key}']
-    if ours.shape != ref.shape:  # stored as [:2, ..., :2]
-      ours = ours[:2, ..., :2]
-    scale = max(1.0, float(np.abs(ref).max()))
-    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-4 * scale, err_msg=key)
+      ours[key] = ours[key][p]
+    ours[key] = ours[key][0]
+  kb.assert_activations(ours, want, rtol=0, atol=1e-4, scaled=True)
 
 
 def test_stride2_same_pads_bottom_right_only():
@@ -171,11 +134,9 @@ def test_reduced_width_plan_round_trips_and_runs():
   x = jnp.full((2, 64, 64, 1), 0.5)
   rng = np.random.default_rng(0)  # random values in the model's shapes (no init compile)
   variables = jax.tree_util.tree_map(
-      lambda s: rng.uniform(0.5, 1.0, s.shape).astype(np.float32), _shapes(SMALL))
-  plan = afd_net.keras_layer_plan(SMALL)
-  layers = keras_import.variables_to_layers(plan, variables)
-  back = keras_import.layers_to_variables(plan, layers, variables)
-  jax.tree_util.tree_map(np.testing.assert_array_equal, back, dict(variables))
+      lambda s: rng.uniform(0.5, 1.0, s.shape).astype(np.float32),
+      kb.variable_shapes(SMALL))
+  back = kb.assert_plan_round_trip(afd_net.keras_layer_plan(SMALL), variables)
   out, z = jax.jit(lambda v, a, b: (SMALL.apply(v, a, b),
                                     SMALL.apply(v, a, b, score_only=True)))(back, x, x)
   assert set(out) == {'multi', 'single'}

@@ -3,18 +3,22 @@
 No timing assertions: it checks that every selected part produces a row with the
 fields the table and the JSON promise.
 """
+import dataclasses
 import json
+
+from absl import flags
+import pytest
 
 from launch import bench
 
-SMALL = ['--widths=4,8,8,16,16', '--head_hidden=16,8']
+SMALL = dict(widths=(4, 8, 8, 16, 16), head_hidden=(16, 8))
 
 
 def test_bench_infer_full_peak_json(tmp_path):
   out = tmp_path / 'bench.json'
-  result = bench.run(bench.parse_args(SMALL + [
-      '--parts=peak,infer,full', '--dtypes=float32', '--devices=one',
-      '--infer_batch_sizes=4', '--repeats=2', '--peak_n=64', f'--out={out}']))
+  result = bench.run(bench.options(
+      **SMALL, parts=('peak', 'infer', 'full'), dtypes=('float32',), devices=('one',),
+      infer_batch_sizes=(4,), repeats=2, peak_n=64, out=str(out)))
   parts = [r['part'] for r in result['rows']]
   assert parts == ['peak', 'infer', 'full']
   infer, full = result['rows'][1], result['rows'][2]
@@ -33,16 +37,39 @@ def test_bench_infer_full_peak_json(tmp_path):
 
 
 def test_bench_rejects_unknown_part():
-  import pytest
-  with pytest.raises(SystemExit):
-    bench.parse_args(['--parts=nope'])
+  with pytest.raises(ValueError, match=r"unknown --parts \['nope'\]"):
+    bench.options(parts=('nope',))
+
+
+def _flag_values(argv):
+  flag_values = flags.FlagValues()
+  bench.define_flags(flag_values)
+  flag_values(['bench'] + argv)
+  return flag_values
+
+
+def test_bench_flags_give_the_options_defaults_and_parse_lists():
+  defaults = _flag_values([])
+  fields = [f.name for f in dataclasses.fields(bench.Options)]
+  assert bench.options(**{f: defaults[f].value for f in fields}) == bench.options()
+  values = _flag_values(['--train_batch_sizes=4,8', '--dtypes=float32'])
+  assert values.train_batch_sizes == [4, 8] and values.dtypes == ['float32']
+  with pytest.raises(flags.IllegalFlagValueError, match='integers'):
+    _flag_values(['--infer_batch_sizes=4,x'])
+
+
+def test_bench_cli_error_is_one_line():
+  with pytest.raises(SystemExit) as exit_:
+    bench.main(['bench'], _flag_values(['--parts=nope']))
+  assert str(exit_.value).startswith("launch.bench: error: unknown --parts ['nope']")
+  assert '\n' not in str(exit_.value)
 
 
 def test_bench_model_flag_trains_and_scores_another_network():
-  result = bench.run(bench.parse_args([
-      '--model=efr_net', '--widths=4,8,8,16', '--head_hidden=16,8',
-      '--parts=train,infer', '--dtypes=float32', '--devices=one',
-      '--train_batch_sizes=4', '--infer_batch_sizes=4', '--repeats=1']))
+  result = bench.run(bench.options(
+      model='efr_net', widths=(4, 8, 8, 16), head_hidden=(16, 8),
+      parts=('train', 'infer'), dtypes=('float32',), devices=('one',),
+      train_batch_sizes=(4,), infer_batch_sizes=(4,), repeats=1))
   train, infer = result['rows']
   assert train['model'] == infer['model'] == 'efr_net'
   # The real train step (EFR-Net's BCE x3 objective), not the fallback.
@@ -51,16 +78,14 @@ def test_bench_model_flag_trains_and_scores_another_network():
 
 
 def test_bench_rejects_unknown_model():
-  import pytest
-  with pytest.raises(SystemExit):
-    bench.parse_args(['--model=resnet'])
+  with pytest.raises(ValueError, match='resnet'):
+    bench.options(model='resnet')
 
 
 def test_bench_folded_and_match_rows():
-  result = bench.run(bench.parse_args(SMALL + [
-      '--parts=folded,match', '--dtypes=float32', '--devices=one',
-      '--infer_batch_sizes=4', '--repeats=2', '--match_pairs=6',
-      '--match_batch_size=4']))
+  result = bench.run(bench.options(
+      **SMALL, parts=('folded', 'match'), dtypes=('float32',), devices=('one',),
+      infer_batch_sizes=(4,), repeats=2, match_pairs=6, match_batch_size=4))
   folded, *match = result['rows']
   assert folded['part'] == 'folded' and folded['batch_norms_folded'] == 40
   assert folded['pairs_per_s'] > 0 and folded['unfolded_pairs_per_s'] > 0
@@ -74,9 +99,9 @@ def test_bench_folded_and_match_rows():
 
 def test_bench_train_rows_time_the_real_step():
   """'train' is the step training runs (augmentation on); 'trainpure' without."""
-  result = bench.run(bench.parse_args(SMALL + [
-      '--parts=train,trainpure', '--dtypes=float32', '--devices=one',
-      '--train_batch_sizes=4', '--repeats=1', '--warmup=0']))
+  result = bench.run(bench.options(
+      **SMALL, parts=('train', 'trainpure'), dtypes=('float32',), devices=('one',),
+      train_batch_sizes=(4,), repeats=1, warmup=0))
   rows = {r['part']: r for r in result['rows']}
   assert set(rows) == {'train', 'trainpure'}
   assert rows['train']['augment'] and not rows['trainpure']['augment']

@@ -3,13 +3,14 @@ import os
 import subprocess
 import sys
 
+from absl import flags
 import pytest
 
 from conftest import REPO
 
 PROGRAMS = ['launch.main', 'launch.match', 'launch.evaluate', 'launch.inspect_data',
             'launch.bench', 'launch.bench_pipeline', 'rrl_jax.convert', 'rrl_jax.summary',
-            'launch.export', 'launch.accelerator_check']
+            'launch.export', 'launch.accelerator_check', 'launch.bench_ab']
 
 
 @pytest.mark.parametrize('program', PROGRAMS)
@@ -29,11 +30,18 @@ def test_helpfull_exits_zero():
   assert done.returncode == 0 and '--verbosity' in done.stdout
 
 
-def test_inspect_data_flags_all_have_help():
+def _inspect_data_flags(argv=()):
   from launch import inspect_data  # pylint: disable=import-outside-toplevel
-  parser = inspect_data.make_parser()
-  missing = [a.dest for a in parser._actions if not a.help]  # pylint: disable=protected-access
-  assert not missing
+  flag_values = flags.FlagValues()
+  inspect_data.define_flags(flag_values)
+  flag_values(['inspect_data', *argv])
+  return flag_values
+
+
+def test_inspect_data_flags_all_have_help():
+  flag_values = _inspect_data_flags(['--dataset=synthetic'])
+  missing = [name for name, flag in flag_values._flags().items() if not flag.help]  # pylint: disable=protected-access
+  assert len(flag_values) == 7 and not missing
 
 
 def test_show_config_lists_every_field_without_workdir():
@@ -54,9 +62,10 @@ def test_show_config_lists_every_field_without_workdir():
 ])
 def test_inspect_data_errors_are_one_line(tmp_path, capsys, option, message):
   from launch import inspect_data  # pylint: disable=import-outside-toplevel
+  flag_values = _inspect_data_flags(['--dataset=synthetic', f'--data_dir={tmp_path}',
+                                     '--option', option, f'--out={tmp_path}/grid.png'])
   with pytest.raises(SystemExit) as exit_:
-    inspect_data.main(['--dataset=synthetic', f'--data_dir={tmp_path}', '--option', option,
-                       f'--out={tmp_path}/grid.png'])
+    inspect_data.main(['inspect_data'], flag_values)
   assert str(exit_.value).startswith(f'launch.inspect_data: error: {message}')
   assert '\n' not in str(exit_.value)
   assert not os.listdir(tmp_path)  # nothing built

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 import keras_baselines as kb
-from rrl_jax import keras_import
 from rrl_jax.models import efr_net
 from rrl_jax.models.efr_net import ECA3, EFRNet
 from rrl_jax.pruning import count_parameters
@@ -15,43 +14,18 @@ SMALL = EFRNet(widths=(4, 8, 8, 16), head_hidden=(16, 8))
 # Our output name -> Keras output index (out<i>, train_out<i>).
 KERAS_OUTPUTS = {'cat': 0, 'sub': 1, 'mul': 2}
 VARIANTS = pytest.mark.parametrize('alt', [False, True], ids=['spec', 'alt'])
-_X = jax.ShapeDtypeStruct((1, 64, 64, 1), jnp.float32)
-
-
-def _shapes(model, score_only=False):
-  return jax.eval_shape(lambda a, b: model.init(jax.random.PRNGKey(0), a, b,
-                                                score_only=score_only), _X, _X)
 
 
 def test_parameter_counts_equal_the_official_model():
-  full, score = _shapes(MODEL), _shapes(MODEL, score_only=True)
+  full, score = kb.variable_shapes(MODEL), kb.variable_shapes(MODEL, score_only=True)
   assert count_parameters(full['params']) == 9_157_187
   assert count_parameters(full['batch_stats']) == 9_728
   assert count_parameters(score['params']) == 8_630_849
   assert count_parameters(score['batch_stats']) == 9_728
 
 
-_RUNS = {}
-
-
-def _inputs():
-  inputs = kb.load_outputs('EFR', alt=False)  # the inputs live in outputs.npz
-  return inputs['x_a'], inputs['x_b']
-
-
 def _run(alt):
-  """(inference outputs, intermediates, training outputs, score_only logit, fixture)."""
-  if alt not in _RUNS:
-    xa, xb = _inputs()
-    variables = kb.keras_variables(MODEL, efr_net.keras_layer_plan, 'EFR', alt)
-    infer = jax.jit(lambda v, a, b: MODEL.apply(v, a, b, mutable=['intermediates']))
-    train = jax.jit(lambda v, a, b: MODEL.apply(v, a, b, train=True,
-                                                mutable=['batch_stats'])[0])
-    score = jax.jit(lambda v, a, b: MODEL.apply(v, a, b, score_only=True))
-    out, inter = infer(variables, xa, xb)
-    _RUNS[alt] = (out, inter['intermediates'], train(variables, xa, xb),
-                  score(variables, xa, xb), kb.load_outputs('EFR', alt))
-  return _RUNS[alt]
+  return kb.keras_forward(MODEL, efr_net.keras_layer_plan, 'EFR', alt, score_only=True)
 
 
 def _sigmoid(logits):
@@ -61,38 +35,26 @@ def _sigmoid(logits):
 @VARIANTS
 @pytest.mark.parametrize('name', list(KERAS_OUTPUTS))
 def test_inference_outputs_match_keras(alt, name):
-  out, _, _, _, want = _run(alt)
-  np.testing.assert_allclose(_sigmoid(out[name]), want[f'out{KERAS_OUTPUTS[name]}'],
-                             rtol=0, atol=1e-4)
+  kb.assert_output_matches(_run(alt), name, KERAS_OUTPUTS, _sigmoid)
 
 
 @VARIANTS
 @pytest.mark.parametrize('name', list(KERAS_OUTPUTS))
 def test_training_mode_outputs_match_keras(alt, name):
-  _, _, train_out, _, want = _run(alt)
-  np.testing.assert_allclose(_sigmoid(train_out[name]),
-                             want[f'train_out{KERAS_OUTPUTS[name]}'], rtol=0, atol=1e-3)
+  kb.assert_output_matches(_run(alt), name, KERAS_OUTPUTS, _sigmoid, train=True)
 
 
 @VARIANTS
 def test_score_path_equals_keras_score(alt):
-  out, _, _, z, want = _run(alt)
-  prob = np.asarray(EFRNet.match_probability(z))
-  np.testing.assert_allclose(prob, np.asarray(EFRNet.match_probability(out)),
-                             rtol=0, atol=1e-6)
-  np.testing.assert_allclose(prob, want['score'], rtol=0, atol=1e-4)
+  kb.assert_score_matches(EFRNet, _run(alt))
 
 
 def test_score_only_touches_only_the_score_path():
   """The score_only subtree alone (no sub/mul heads) computes the score."""
-  _, _, _, z, _ = _run(True)
-  variables = kb.keras_variables(MODEL, efr_net.keras_layer_plan, 'EFR', True)
-  template = _shapes(MODEL, score_only=True)
-  pruned = {c: {k: variables[c][k] for k in template[c]} for c in template}
+  run = _run(True)
+  pruned, z = kb.score_path_only(MODEL, run)
   assert 'sub_head' not in pruned['params'] and 'mul_head' not in pruned['params']
-  z2 = jax.jit(lambda v, a, b: MODEL.apply(v, a, b, score_only=True))(
-      pruned, *_inputs())
-  np.testing.assert_array_equal(np.asarray(z2), np.asarray(z))
+  np.testing.assert_array_equal(np.asarray(z), np.asarray(run['z']))
 
 
 def _gap(x):
@@ -116,19 +78,17 @@ ACTIVATIONS = {
 @VARIANTS
 def test_activations_match_keras(alt):
   """Layer by layer: the h/w/c gates (axes, order), the gated maps, f3 * f4, the cat head."""
-  _, inter, _, _, want = _run(alt)
+  run = _run(alt)
+  inter, want = run['inter'], run['ref']
+  ours = {}
   for key, (path, transform) in ACTIVATIONS.items():
-    ours = inter
+    ours[key] = inter
     for p in path:
-      ours = ours[p]
-    ours = np.asarray(ours[0])
+      ours[key] = ours[key][p]
+    ours[key] = np.asarray(ours[key][0])
     if transform is not None:
-      ours = transform(ours)
-    ref = want[f'act__{key}']
-    if ours.shape != ref.shape:  # stored as [:2, ..., :2]
-      ours = ours[:2, ..., :2]
-    scale = max(1.0, float(np.abs(ref).max()))
-    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-4 * scale, err_msg=key)
+      ours[key] = transform(ours[key])
+  kb.assert_activations(ours, want, rtol=0, atol=1e-4, scaled=True)
 
 
 def _conv1d_same(desc, kernel, bias):
@@ -168,11 +128,9 @@ def test_reduced_width_plan_round_trips_and_runs():
   x = jnp.full((2, 64, 64, 1), 0.5)
   rng = np.random.default_rng(0)  # random values in the model's shapes (no init compile)
   variables = jax.tree_util.tree_map(
-      lambda s: rng.uniform(0.5, 1.0, s.shape).astype(np.float32), _shapes(SMALL))
-  plan = efr_net.keras_layer_plan(SMALL)
-  layers = keras_import.variables_to_layers(plan, variables)
-  back = keras_import.layers_to_variables(plan, layers, variables)
-  jax.tree_util.tree_map(np.testing.assert_array_equal, back, dict(variables))
+      lambda s: rng.uniform(0.5, 1.0, s.shape).astype(np.float32),
+      kb.variable_shapes(SMALL))
+  back = kb.assert_plan_round_trip(efr_net.keras_layer_plan(SMALL), variables)
   out, z = jax.jit(lambda v, a, b: (SMALL.apply(v, a, b),
                                     SMALL.apply(v, a, b, score_only=True)))(back, x, x)
   assert set(out) == {'cat', 'sub', 'mul'}

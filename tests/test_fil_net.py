@@ -11,18 +11,12 @@ from rrl_jax.pruning import count_parameters
 MODEL = fil_net.FILNet()
 SMALL = fil_net.FILNet(widths=(4, 4, 8, 8, 8), metric_widths=(4, 8, 8, 8, 8),
                        head_hidden=(8, 4))
-X = jax.ShapeDtypeStruct((1, 64, 64, 1), jnp.float32)
 # Our output name -> Keras output index (model.outputs order).
 KERAS_INDEX = {name: i for i, name in enumerate(fil_net.OUTPUT_NAMES)}
 
 
-def _shapes(model, score_only):
-  return jax.eval_shape(lambda a, b: model.init(jax.random.PRNGKey(0), a, b,
-                                                score_only=score_only), X, X)
-
-
 def test_parameter_counts_match_official_build():
-  full, score = _shapes(MODEL, False), _shapes(MODEL, True)
+  full, score = kb.variable_shapes(MODEL), kb.variable_shapes(MODEL, True)
   assert count_parameters(full['params']) == 33_046_982
   assert count_parameters(full['batch_stats']) == 21_760
   assert count_parameters(score['params']) == 30_212_929
@@ -56,40 +50,17 @@ def test_keras_graph_orders_by_depth_then_discovery(swap):
 @pytest.fixture(scope='module', params=[True, False], ids=['alt', 'spec'])
 def run(request):
   """(fixture outputs, variables, inference outputs + intermediates, training outputs)."""
-  alt = request.param
-  ref = kb.load_outputs('FIL', alt)
-  xa, xb = kb.load_outputs('FIL', False)['x_a'], kb.load_outputs('FIL', False)['x_b']
-  variables = kb.keras_variables(MODEL, fil_net.keras_layer_plan, 'FIL', alt)
-  infer = jax.jit(lambda v, a, b: MODEL.apply(v, a, b, train=False,
-                                              mutable=['intermediates']))
-  out, inter = infer(variables, xa, xb)
-  train = jax.jit(lambda v, a, b: MODEL.apply(v, a, b, train=True,
-                                              mutable=['batch_stats'])[0])
-  return dict(ref=ref, variables=variables, xa=xa, xb=xb, out=out,
-              inter=inter['intermediates'], train=train(variables, xa, xb))
-
-
-def _select(tree, template):
-  """The part of `tree` with the keys of `template` (the score-path subtree)."""
-  if not isinstance(template, dict):
-    return tree
-  return {k: _select(tree[k], v) for k, v in template.items()}
-
-
-def _max_err(outputs, ref, prefix):
-  return {name: float(np.abs(np.asarray(jax.nn.sigmoid(outputs[name]))
-                             - ref[f'{prefix}{k}'][:, 0]).max())
-          for name, k in KERAS_INDEX.items()}
+  return kb.keras_forward(MODEL, fil_net.keras_layer_plan, 'FIL', request.param)
 
 
 def test_inference_outputs_match_keras(run):
-  errors = _max_err(run['out'], run['ref'], 'out')
+  errors = kb.sigmoid_errors(run['out'], run['ref'], 'out', KERAS_INDEX)
   print('FIL inference max|diff|', errors)
   assert max(errors.values()) < 1e-4, errors
 
 
 def test_training_mode_outputs_match_keras(run):
-  errors = _max_err(run['train'], run['ref'], 'train_out')
+  errors = kb.sigmoid_errors(run['train'], run['ref'], 'train_out', KERAS_INDEX)
   print('FIL training-mode max|diff|', errors)
   assert max(errors.values()) < 1e-3, errors
 
@@ -100,8 +71,8 @@ def test_score_path_matches_keras_score(run):
   logit = MODEL.apply(variables, run['xa'], run['xb'], score_only=True)
   np.testing.assert_allclose(MODEL.match_probability(logit), ref['score'],
                              rtol=0, atol=1e-4)
-  template = _shapes(MODEL, True)
-  pruned = _select(variables, template)
+  template = kb.variable_shapes(MODEL, True)
+  pruned = kb.select(variables, template)
   assert count_parameters(pruned['params']) == count_parameters(template['params'])
   logit2 = MODEL.apply(pruned, run['xa'], run['xb'], score_only=True)
   np.testing.assert_array_equal(np.asarray(logit2), np.asarray(logit))
@@ -122,12 +93,7 @@ def test_activations_match_keras(run):
       'global_average_pooling2d_5': jnp.mean(inter['metric']['m5'][0], axis=(1, 2)),
       'dense_16': inter['stage_head5']['fc256'][0],
   }
-  for key, ours in pairs.items():
-    want = ref[f'act__{key}']
-    got = np.asarray(ours)
-    if got.ndim == 4:  # stored as [:2, ..., :2]
-      got = got[:2, ..., :2]
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=key)
+  kb.assert_activations(pairs, ref, rtol=1e-4, atol=1e-5)
 
 
 def test_reduced_width_forward_and_score_only():

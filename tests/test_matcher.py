@@ -5,25 +5,15 @@ import pytest
 from rrl_jax.evaluation import scoring as evaluation
 from rrl_jax.evaluation import matcher
 from rrl_jax.training.checkpoints import CheckpointError
-from rrl_jax.models import RRLNet
-from eval_helpers import TINY, random_variables, save_tiny_checkpoint
 
 
 @pytest.fixture(scope='session')
-def tiny_setup(tmp_path_factory):
-  model = RRLNet(**TINY)
-  variables = random_variables(model)
-  path = save_tiny_checkpoint(tmp_path_factory.mktemp('ckpt'), model, variables)
-  return model, variables, path
+def tiny_matcher(tiny_checkpoint):
+  return matcher.Matcher.from_checkpoint(tiny_checkpoint[2], batch_size=4)
 
 
-@pytest.fixture(scope='session')
-def tiny_matcher(tiny_setup):
-  return matcher.Matcher.from_checkpoint(tiny_setup[2], batch_size=4)
-
-
-def test_from_checkpoint_scores_like_evaluation(tiny_setup, tiny_matcher):
-  model, variables, _ = tiny_setup
+def test_from_checkpoint_scores_like_evaluation(tiny_checkpoint, tiny_matcher):
+  model, variables, _ = tiny_checkpoint
   assert set(tiny_matcher.variables['params']) == {
       'encoder_a', 'encoder_b', 'fil', 'metric', 'stage_head5'}
   pairs = np.random.default_rng(0).integers(0, 256, (6, 2, 64, 64), dtype=np.uint8)
@@ -34,8 +24,8 @@ def test_from_checkpoint_scores_like_evaluation(tiny_setup, tiny_matcher):
       want, atol=1e-6)
 
 
-def test_resize(tiny_setup):
-  _, _, path = tiny_setup
+def test_resize(tiny_checkpoint):
+  _, _, path = tiny_checkpoint
   small = np.random.default_rng(1).integers(0, 256, (3, 2, 32, 32), dtype=np.uint8)
   with pytest.raises(ValueError, match='32x32'):
     matcher.Matcher.from_checkpoint(path, batch_size=4).score(small)

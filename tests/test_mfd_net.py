@@ -13,32 +13,18 @@ import numpy as np
 import pytest
 
 import keras_baselines as kb
-from rrl_jax import keras_import
 from rrl_jax.models import mfd_net
 from rrl_jax.pruning import count_parameters
 
 MODEL = mfd_net.MFDNet()
 SMALL = mfd_net.MFDNet(feature_widths=(4, 4, 8, 8, 8), diff_widths=(4, 8, 8, 8, 8, 8),
                        fuse_width=8, head_hidden=(8, 4))
-X = jax.ShapeDtypeStruct((1, 64, 64, 1), jnp.float32)
 # Our output name -> Keras output index (model.outputs order).
 KERAS_INDEX = {name: i for i, name in enumerate(mfd_net.OUTPUT_NAMES)}
 
 
-def _shapes(model, score_only):
-  return jax.eval_shape(lambda a, b: model.init(jax.random.PRNGKey(0), a, b,
-                                                score_only=score_only), X, X)
-
-
-def _select(tree, template):
-  """The part of `tree` with the keys of `template` (the score-path subtree)."""
-  if not isinstance(template, dict):
-    return tree
-  return {k: _select(tree[k], v) for k, v in template.items()}
-
-
 def test_parameter_counts_match_official_build():
-  full, score = _shapes(MODEL, False), _shapes(MODEL, True)
+  full, score = kb.variable_shapes(MODEL), kb.variable_shapes(MODEL, True)
   assert count_parameters(full['params']) == 151_203_717
   assert count_parameters(full['batch_stats']) == 35_328
   assert count_parameters(score['params']) == 104_688_001
@@ -51,27 +37,16 @@ def test_keras_layer_graph_matches_fixture():
   assert mfd_net.keras_layer_classes(MODEL) == want
 
 
-def _errors(outputs, ref, prefix):
-  return {name: float(np.abs(np.asarray(jax.nn.sigmoid(outputs[name]))
-                             - ref[f'{prefix}{k}'][:, 0]).max())
-          for name, k in KERAS_INDEX.items()}
-
-
-def _check_variant(alt, x):
-  ref = kb.load_outputs('MFD', alt)
+def _check_variant(alt):
   start = time.time()
-  variables = kb.keras_variables(MODEL, mfd_net.keras_layer_plan, 'MFD', alt)
-  infer = jax.jit(lambda v, a, b: MODEL.apply(v, a, b, mutable=['intermediates']))
-  out, inter = infer(variables, x['x_a'], x['x_b'])
-  inter = inter['intermediates']
-  errors = _errors(out, ref, 'out')
-  train = jax.jit(lambda v, a, b: MODEL.apply(v, a, b, train=True,
-                                              mutable=['batch_stats'])[0])
-  train_errors = _errors(train(variables, x['x_a'], x['x_b']), ref, 'train_out')
+  run = kb.keras_forward(MODEL, mfd_net.keras_layer_plan, 'MFD', alt)
+  ref, variables, inter = run['ref'], run['variables'], run['inter']
+  errors = kb.sigmoid_errors(run['out'], ref, 'out', KERAS_INDEX)
+  train_errors = kb.sigmoid_errors(run['train'], ref, 'train_out', KERAS_INDEX)
   # The score path alone (score_only on the pruned subtree) gives the fixture score.
-  pruned = _select(variables, _shapes(MODEL, True))
+  pruned = kb.select(variables, kb.variable_shapes(MODEL, True))
   score = MODEL.match_probability(jax.jit(
-      lambda v, a, b: MODEL.apply(v, a, b, score_only=True))(pruned, x['x_a'], x['x_b']))
+      lambda v, a, b: MODEL.apply(v, a, b, score_only=True))(pruned, run['xa'], run['xb']))
   score_error = float(np.abs(np.asarray(score) - ref['score']).max())
   print(f'MFD {"alt" if alt else "spec"}: {time.time() - start:.0f} s; inference '
         f'max|diff| {errors}; training {train_errors}; score {score_error:.1e}')
@@ -86,19 +61,13 @@ def _check_variant(alt, x):
       'flatten_4': inter['fused_head']['flatten'][0],
       'dense_38': inter['fused_head']['last_hidden'][0],
   }
-  for key, ours in acts.items():
-    got = np.asarray(ours)
-    if got.ndim == 4:  # stored as [:2, ..., :2]
-      got = got[:2, ..., :2]
-    np.testing.assert_allclose(got, ref[f'act__{key}'], rtol=1e-4, atol=1e-5,
-                               err_msg=key)
+  kb.assert_activations(acts, ref, rtol=1e-4, atol=1e-5)
 
 
 def test_full_width_parity_with_keras():
   """FULL WIDTH (151 M parameters): every output of both fixtures, both modes."""
-  x = kb.load_outputs('MFD', False)
   for alt in (True, False):
-    _check_variant(alt, x)
+    _check_variant(alt)
 
 
 def _pairs(n=3):
@@ -119,7 +88,7 @@ def test_reduced_width_forward_and_score_only(small):
   out = jax.jit(SMALL.apply)(variables, xa, xb)
   assert set(out) == set(mfd_net.OUTPUT_NAMES)  # jit returns dicts key-sorted
   assert all(v.shape == (3,) for v in out.values())
-  pruned = _select(variables, _shapes(SMALL, True))
+  pruned = kb.select(variables, kb.variable_shapes(SMALL, True))
   assert sorted(pruned['params']) == sorted(
       [f'features{j}' for j in range(1, 9)] + [f'diff{k}' for k in range(1, 5)]
       + ['fuse_conv', 'fuse_bn', 'fused_head'])
@@ -168,9 +137,7 @@ def test_keras_layer_plan_round_trip(small):
   assert {t: len(p) for t, p in plan.items()} == {
       'conv2d': 8 * 5 + 4 * 6 + 1, 'batch_normalization': 8 * 5 + 4 * 6 + 1,
       'dense': 5 * 3}
-  layers = keras_import.variables_to_layers(plan, variables)
-  back = keras_import.layers_to_variables(plan, layers, _shapes(SMALL, False))
-  jax.tree_util.tree_map(np.testing.assert_array_equal, back, dict(variables))
+  kb.assert_plan_round_trip(plan, variables, kb.variable_shapes(SMALL))
 
 
 def test_bad_input_is_one_clear_error():

@@ -14,14 +14,8 @@ MODEL = SCFDM()
 SMALL = dict(widths=(4, 8, 8, 8, 8, 8), head_hidden=(16, 8))
 
 
-def _init_shapes(model, score_only=False):
-  x = jax.ShapeDtypeStruct((1, 64, 64, 1), jnp.float32)
-  return jax.eval_shape(lambda a, b: model.init(jax.random.PRNGKey(0), a, b,
-                                                score_only=score_only), x, x)
-
-
 def test_parameter_counts_equal_the_official_model():
-  full, score = _init_shapes(MODEL), _init_shapes(MODEL, score_only=True)
+  full, score = kb.variable_shapes(MODEL), kb.variable_shapes(MODEL, score_only=True)
   assert pruning.count_parameters(full['params']) == 6_469_122
   assert pruning.count_parameters(full['batch_stats']) == 2_432
   assert pruning.count_parameters(score['params']) == 6_469_122
@@ -49,18 +43,12 @@ def test_keras_plan_covers_every_layer_of_the_table():
 @pytest.fixture(scope='module', params=[False, True], ids=['spec', 'alt'])
 def run(request):
   alt = request.param
-  variables = kb.keras_variables(MODEL, keras_layer_plan, 'SCFDM', alt)
-  z = kb.load_outputs('SCFDM', alt)
-  xa, xb = jnp.asarray(z['x_a']), jnp.asarray(z['x_b'])
-  infer = jax.jit(lambda v, a, b: MODEL.apply(v, a, b, train=False,
-                                              mutable=['intermediates']))
-  out, inter = infer(variables, xa, xb)
-  train = jax.jit(lambda v, a, b: MODEL.apply(v, a, b, train=True,
-                                              mutable=['batch_stats'])[0])
+  r = kb.keras_forward(MODEL, keras_layer_plan, 'SCFDM', alt)
   score = jax.jit(lambda v, a, b: pruning.match_probability(MODEL, v, a, b))
-  return dict(alt=alt, variables=variables, z=z, out=out,
-              inter=inter['intermediates'], train_out=train(variables, xa, xb),
-              score=score(pruning.inference_variables(variables, MODEL), xa, xb))
+  return dict(alt=alt, variables=r['variables'], z=r['ref'], out=r['out'],
+              inter=r['inter'], train_out=r['train'],
+              score=score(pruning.inference_variables(r['variables'], MODEL),
+                          r['xa'], r['xb']))
 
 
 def _keras_view(out):

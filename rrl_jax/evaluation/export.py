@@ -22,6 +22,7 @@ import numpy as np
 from rrl_jax import pruning
 from rrl_jax.evaluation import deploy
 from rrl_jax.evaluation.scoring import U8_TO_UNIT  # Re-exported.
+from rrl_jax.evaluation.scoring import score_in_batches
 from rrl_jax.models import RRLNet, model_config, model_from_config
 
 FORMAT = 'rrl_jax.export'
@@ -168,24 +169,7 @@ class ExportedScorer:
     if pairs.ndim != 4 or pairs.shape[1:] != (2, p, p):
       raise ExportError(f'{self.path}: expects pairs of shape (N, 2, {p}, {p}), '
                         f'got {pairs.shape}.')
-    bar = None
-    if progress:
-      import tqdm  # pylint: disable=g-import-not-at-top
-      bar = tqdm.tqdm(total=len(pairs), desc=progress, unit='pair',
-                      dynamic_ncols=True)
-    outputs = []
-    for start in range(0, len(pairs), batch_size):
-      batch = pairs[start:start + batch_size]
-      valid = len(batch)
-      batch = U8_TO_UNIT[batch] if batch.dtype == np.uint8 else batch.astype(np.float32)
-      if valid < batch_size:
-        batch = np.concatenate([batch, np.zeros((batch_size - valid,) + batch.shape[1:],
-                                                np.float32)])
-      outputs.append((self(batch), valid))
-      if bar is not None and len(outputs) > 1:
-        jax.block_until_ready(outputs[-2][0])
-        bar.update(outputs[-2][1])
-    if bar is not None:
-      bar.update(outputs[-1][1])
-      bar.close()
-    return np.concatenate([np.asarray(o)[:v] for o, v in outputs]).astype(np.float32)
+    return score_in_batches(
+        lambda batch: self(U8_TO_UNIT[batch] if batch.dtype == np.uint8
+                           else batch.astype(np.float32)),
+        pairs, batch_size, progress)

@@ -8,7 +8,7 @@ full batch and cut, so scores do not depend on the batch size.
 """
 import functools
 import time
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import jax
 from jax.sharding import Mesh
@@ -113,6 +113,19 @@ def score_pairs(model: RRLNet, variables: Mapping[str, Any], pairs: Any,
                              replicated(mesh))
   scorer = _scorer(model, mesh, logits)
   batched = batch_sharding(mesh)
+  return score_in_batches(
+      lambda batch: scorer(variables, jax.device_put(batch, batched)), pairs,
+      batch_size, progress)
+
+
+def score_in_batches(score_batch: Callable[[np.ndarray], jax.Array], pairs: Any,
+                     batch_size: int, progress: Optional[str] = None) -> np.ndarray:
+  """score_batch over `pairs` in batches of batch_size -> (N,) float32.
+
+  The last batch is zero-padded to batch_size (one compiled shape) and its
+  padding dropped. Batches are dispatched without waiting; a `progress` bar
+  counts finished pairs, one batch behind the dispatch.
+  """
   outputs = []
   bar = None
   if progress:
@@ -125,9 +138,8 @@ def score_pairs(model: RRLNet, variables: Mapping[str, Any], pairs: Any,
     if valid < batch_size:
       pad = np.zeros((batch_size - valid,) + batch.shape[1:], batch.dtype)
       batch = np.concatenate([batch, pad])
-    outputs.append((scorer(variables, jax.device_put(batch, batched)), valid))
+    outputs.append((score_batch(batch), valid))
     if bar is not None and len(outputs) > 1:
-      # Counts finished pairs (not queued ones), one batch behind the dispatch.
       jax.block_until_ready(outputs[-2][0])
       bar.update(outputs[-2][1])
   if bar is not None:

@@ -12,14 +12,15 @@ last axis gives the Keras outputs):
 With `score_only=True` only the 'multi' path runs and the result is
 z = logit1 - logit0 (N,), so sigmoid(z) == softmax(multi)[:, 1] = P(match).
 """
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from rrl_jax.models.layers import BatchNorm, glorot_uniform, he_normal, zeros
-from rrl_jax.models.rrl_net import check_patches
+from rrl_jax.models.heads import probability_fn
+from rrl_jax.models.layers import ConvBNReLU, dense, zeros
+from rrl_jax.models.rrl_net import prepare_pair
 
 OUTPUT_NAMES = ('multi', 'single')
 
@@ -43,23 +44,6 @@ class InstanceNorm(nn.Module):
     std = jnp.sqrt(jnp.mean(jnp.square(xf - mean), axes, keepdims=True))
     y = (xf - mean) / (std + self.epsilon) * scale + bias
     return y.astype(x.dtype)
-
-
-class ConvBNReLU(nn.Module):
-  """Conv3x3 ('same'; stride 2 pads 0 before / 1 after like TF) -> BN -> ReLU."""
-  features: int
-  stride: int = 1
-  dtype: Optional[Any] = None
-
-  @nn.compact
-  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    # padding='SAME' is lax's rule: total = max((ceil(H/s)-1)*s + k - H, 0),
-    # before = total // 2 -- TF's, not a symmetric pad of 1.
-    x = nn.Conv(self.features, (3, 3), strides=(self.stride, self.stride),
-                padding='SAME', kernel_init=he_normal, bias_init=zeros,
-                dtype=self.dtype, name='conv')(x)
-    x = BatchNorm(dtype=self.dtype, name='bn')(x, train)
-    return nn.relu(x)
 
 
 class FeatureNet(nn.Module):
@@ -101,11 +85,9 @@ class SoftmaxHead(nn.Module):
     x = x.reshape(x.shape[0], -1)  # C-order over (H, W, C), as Keras Flatten
     self.sow('intermediates', 'flatten', x)
     for i, width in enumerate(self.hidden):
-      x = nn.relu(nn.Dense(width, kernel_init=glorot_uniform, bias_init=zeros,
-                           dtype=self.dtype, name=f'dense{i + 1}')(x))
+      x = nn.relu(dense(width, self.dtype, f'dense{i + 1}')(x))
       self.sow('intermediates', f'fc{width}', x)
-    x = nn.Dense(2, kernel_init=glorot_uniform, bias_init=zeros,
-                 dtype=self.dtype, name='logits')(x)
+    x = dense(2, self.dtype, 'logits')(x)
     return x.astype(jnp.float32)
 
 
@@ -131,11 +113,8 @@ class AFDNet(nn.Module):
   @nn.compact
   def __call__(self, xa: jax.Array, xb: jax.Array, train: bool = False,
                score_only: bool = False):
-    check_patches(xa, 'xa', self.patch_size)
-    check_patches(xb, 'xb', self.patch_size)
+    xa, xb = prepare_pair(xa, xb, self.patch_size, self.dtype)
     widths, dtype = tuple(self.widths), self.dtype
-    xa = xa.astype(dtype or xa.dtype)
-    xb = xb.astype(dtype or xb.dtype)
     taps_a = FeatureNet(widths, dtype, name='features_a')(xa, train)
     taps_b = FeatureNet(widths, dtype, name='features_b')(xb, train)
     diffs = [jnp.abs(a - b) for a, b in zip(taps_a, taps_b)]  # Subtract + |.|
@@ -157,13 +136,7 @@ class AFDNet(nn.Module):
     single = SoftmaxHead(self.head_hidden, dtype=dtype, name='single_head')(single)
     return {'multi': multi, 'single': single}
 
-  @staticmethod
-  def match_probability(outputs_or_score: Union[Dict[str, jax.Array], jax.Array]
-                        ) -> jax.Array:
-    """P(match): softmax(multi)[:, 1] from the outputs, or sigmoid of the score_only z."""
-    if isinstance(outputs_or_score, dict):
-      return jax.nn.softmax(outputs_or_score['multi'].astype(jnp.float32), -1)[:, 1]
-    return jax.nn.sigmoid(jnp.asarray(outputs_or_score, jnp.float32))
+  match_probability = staticmethod(probability_fn('multi', two_class=True))
 
 
 # Keras model.layers order (layers sorted by depth, which interleaves the two

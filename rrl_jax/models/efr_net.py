@@ -10,16 +10,16 @@ Outputs of `EFRNet()(xa, xb, train)`, sigmoid logits (N,):
   'cat' (Keras out0, the test score), 'sub' (out1), 'mul' (out2).
 With `score_only=True` only the 'cat' path runs and returns its logit.
 """
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from rrl_jax.models.heads import MatchHead
+from rrl_jax.models.heads import MatchHead, probability_fn
 from rrl_jax.models.layers import CBL, max_pool2
 from rrl_jax.models.mgla import DimensionGate, mgla_kernel_size
-from rrl_jax.models.rrl_net import check_patches
+from rrl_jax.models.rrl_net import prepare_pair
 
 OUTPUT_NAMES = ('cat', 'sub', 'mul')
 
@@ -85,11 +85,8 @@ class EFRNet(nn.Module):
   @nn.compact
   def __call__(self, xa: jax.Array, xb: jax.Array, train: bool = False,
                score_only: bool = False):
-    check_patches(xa, 'xa', self.patch_size)
-    check_patches(xb, 'xb', self.patch_size)
+    xa, xb = prepare_pair(xa, xb, self.patch_size, self.dtype)
     widths, dtype = tuple(self.widths), self.dtype
-    xa = xa.astype(dtype or xa.dtype)
-    xb = xb.astype(dtype or xb.dtype)
     f = [FeatureNet(widths, dtype, name=f'features{i + 1}')(x, train)
          for i, x in enumerate((xa, xb, xa, xb))]
     product = f[2] * f[3]  # Multiply()([f3, f4])
@@ -107,13 +104,7 @@ class EFRNet(nn.Module):
     outputs['mul'] = MatchHead(self.head_hidden, dtype, name='mul_head')(mul)
     return outputs
 
-  @staticmethod
-  def match_probability(outputs_or_score: Union[Dict[str, jax.Array], jax.Array]
-                        ) -> jax.Array:
-    """P(match) = sigmoid of the 'cat' logit (outputs dict or score_only result)."""
-    if isinstance(outputs_or_score, dict):
-      outputs_or_score = outputs_or_score['cat']
-    return jax.nn.sigmoid(jnp.asarray(outputs_or_score, jnp.float32))
+  match_probability = staticmethod(probability_fn('cat'))
 
 
 def keras_layer_plan(model: EFRNet) -> Dict[str, List[Tuple[str, ...]]]:

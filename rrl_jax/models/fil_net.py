@@ -14,13 +14,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from rrl_jax.models.fil import FIL
-from rrl_jax.models.heads import MatchHead, ModuleHead
+from rrl_jax.models.heads import MatchHead, ModuleHead, probability_fn
 from rrl_jax.models.layers import CBL, LEAKY_SLOPE, BatchNorm, conv3x3, max_pool2
 from rrl_jax.models.metric import MetricNetwork
-from rrl_jax.models.rrl_net import check_patches
+from rrl_jax.models.rrl_net import prepare_pair
 
 OUTPUT_NAMES = ('stage5', 'stage4', 'stage3', 'module5', 'module4', 'module3')
 _HEADS = (3, 4, 5)
@@ -79,23 +78,18 @@ class FILNet(nn.Module):
   output_names = OUTPUT_NAMES
   score_output = 'stage5'
 
-  def match_probability(self, outputs_or_score) -> jax.Array:
-    """P(match) from the output dict or the score_only logit."""
-    return match_probability(outputs_or_score)
+  match_probability = staticmethod(probability_fn('stage5'))
 
   @nn.compact
   def __call__(self, xa: jax.Array, xb: jax.Array, train: bool = False,
                score_only: bool = False):
-    check_patches(xa, 'xa', self.patch_size)
-    check_patches(xb, 'xb', self.patch_size)
+    xa, xb = prepare_pair(xa, xb, self.patch_size, self.dtype)
     if len(self.widths) != 5 or len(self.metric_widths) != 5:
       raise ValueError(f'FILNet needs 5 widths and 5 metric_widths, got '
                        f'{tuple(self.widths)} and {tuple(self.metric_widths)}.')
     widths, dtype = tuple(self.widths), self.dtype
-    feats_a = ResidualEncoder(widths, dtype=dtype, name='encoder_a')(
-        xa.astype(dtype or xa.dtype), train)
-    feats_b = ResidualEncoder(widths, dtype=dtype, name='encoder_b')(
-        xb.astype(dtype or xb.dtype), train)
+    feats_a = ResidualEncoder(widths, dtype=dtype, name='encoder_a')(xa, train)
+    feats_b = ResidualEncoder(widths, dtype=dtype, name='encoder_b')(xb, train)
     privates, shareds = FIL(widths, dtype=dtype, name='fil')(feats_a, feats_b, train)
     metric = MetricNetwork(tuple(self.metric_widths), dtype=dtype,
                            name='metric')(privates, train)
@@ -116,11 +110,7 @@ class FILNet(nn.Module):
     return outputs
 
 
-def match_probability(outputs_or_score) -> jax.Array:
-  """sigmoid of the stage5 logit (outputs dict) or of a score_only logit."""
-  if isinstance(outputs_or_score, dict):
-    outputs_or_score = outputs_or_score[FILNet.score_output]
-  return jax.nn.sigmoid(outputs_or_score)
+match_probability = FILNet.match_probability
 
 
 # ---------------------------------------------------------------------------

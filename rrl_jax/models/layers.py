@@ -157,6 +157,12 @@ def conv1x1(features: int, dtype=None, name=None) -> nn.Conv:
                  bias_init=zeros, dtype=dtype, name=name)
 
 
+def dense(features: int, dtype=None, name=None) -> nn.Dense:
+  """Keras Dense defaults: glorot-uniform kernel, zero bias."""
+  return nn.Dense(features, kernel_init=glorot_uniform, bias_init=zeros, dtype=dtype,
+                  name=name)
+
+
 class CBL(nn.Module):
   """Conv (k x k, 'same', bias) -> BatchNorm -> LeakyReLU(0.1) (REFERENCE notation)."""
   features: int
@@ -170,6 +176,23 @@ class CBL(nn.Module):
                 name='conv')(x)
     x = BatchNorm(dtype=self.dtype, name='bn')(x, train)
     return nn.leaky_relu(x, LEAKY_SLOPE)
+
+
+class ConvBNReLU(nn.Module):
+  """Conv3x3 ('same', bias; stride 2 pads 0 before / 1 after like TF) -> BN -> ReLU."""
+  features: int
+  stride: int = 1
+  dtype: Optional[Any] = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    # padding='SAME' is lax's rule: total = max((ceil(H/s)-1)*s + k - H, 0),
+    # before = total // 2 -- TF's, not a symmetric pad of 1.
+    x = nn.Conv(self.features, (3, 3), strides=(self.stride, self.stride),
+                padding='SAME', kernel_init=he_normal, bias_init=zeros,
+                dtype=self.dtype, name='conv')(x)
+    x = BatchNorm(dtype=self.dtype, name='bn')(x, train)
+    return nn.relu(x)
 
 
 @jax.custom_vjp

@@ -19,8 +19,9 @@ import jax
 import jax.numpy as jnp
 
 from rrl_jax.models.fil_net import KerasGraph
-from rrl_jax.models.layers import BatchNorm, conv1x1, conv3x3, glorot_uniform, max_pool2, zeros
-from rrl_jax.models.rrl_net import check_patches
+from rrl_jax.models.heads import probability_fn
+from rrl_jax.models.layers import BatchNorm, conv1x1, conv3x3, dense, max_pool2
+from rrl_jax.models.rrl_net import prepare_pair
 
 OUTPUT_NAMES = ('fused', 'branch1', 'branch2', 'branch3', 'branch4')
 N_BRANCHES = 4
@@ -87,11 +88,9 @@ class DenseHead(nn.Module):
     x = x.reshape(x.shape[0], -1)
     self.sow('intermediates', 'flatten', x)
     for i, width in enumerate(self.hidden):
-      x = nn.relu(nn.Dense(width, kernel_init=glorot_uniform, bias_init=zeros,
-                           dtype=self.dtype, name=f'dense{i + 1}')(x))
+      x = nn.relu(dense(width, self.dtype, f'dense{i + 1}')(x))
     self.sow('intermediates', 'last_hidden', x)
-    x = nn.Dense(1, kernel_init=glorot_uniform, bias_init=zeros,
-                 dtype=self.dtype, name='logit')(x)
+    x = dense(1, self.dtype, 'logit')(x)
     return x[:, 0].astype(jnp.float32)
 
 
@@ -115,22 +114,18 @@ class MFDNet(nn.Module):
   output_names = OUTPUT_NAMES
   score_output = 'fused'
 
-  def match_probability(self, outputs_or_score) -> jax.Array:
-    """P(match) from the output dict or the score_only logit."""
-    return match_probability(outputs_or_score)
+  match_probability = staticmethod(probability_fn('fused'))
 
   @nn.compact
   def __call__(self, xa: jax.Array, xb: jax.Array, train: bool = False,
                score_only: bool = False):
-    check_patches(xa, 'xa', self.patch_size)
-    check_patches(xb, 'xb', self.patch_size)
+    xs = prepare_pair(xa, xb, self.patch_size, self.dtype)
     if len(self.feature_widths) != 5 or len(self.diff_widths) != 6:
       raise ValueError(
           f'MFDNet needs 5 feature_widths and 6 diff_widths (conv1, conv2, '
           f'pooling1..4 taps), got {tuple(self.feature_widths)} and '
           f'{tuple(self.diff_widths)}.')
     dtype = self.dtype
-    xs = (xa.astype(dtype or xa.dtype), xb.astype(dtype or xb.dtype))
     taps = [FeatureNet(self.feature_widths, dtype=dtype, name=f'features{j + 1}')(
         xs[j % 2], train) for j in range(2 * N_BRANCHES)]
     states = [DiffBranch(self.diff_widths, dtype=dtype, name=f'diff{k + 1}')(
@@ -149,11 +144,7 @@ class MFDNet(nn.Module):
     return outputs
 
 
-def match_probability(outputs_or_score) -> jax.Array:
-  """sigmoid of the fused logit (outputs dict) or of a score_only logit."""
-  if isinstance(outputs_or_score, dict):
-    outputs_or_score = outputs_or_score[MFDNet.score_output]
-  return jax.nn.sigmoid(outputs_or_score)
+match_probability = MFDNet.match_probability
 
 
 def _keras_graph(model: MFDNet) -> Tuple[KerasGraph, List[int]]:

@@ -47,6 +47,13 @@ def check_patches(x: Any, name: str, patch_size: int = 64) -> None:
                      'uint8 patches by 255).')
 
 
+def prepare_pair(xa: Any, xb: Any, patch_size: int, dtype: Optional[Any]):
+  """check_patches on both inputs, then both cast to the compute dtype (if any)."""
+  check_patches(xa, 'xa', patch_size)
+  check_patches(xb, 'xb', patch_size)
+  return xa.astype(dtype or xa.dtype), xb.astype(dtype or xb.dtype)
+
+
 class RRLNet(nn.Module):
   """Relational Representation Learning Network.
 
@@ -92,8 +99,7 @@ class RRLNet(nn.Module):
   @nn.compact
   def __call__(self, xa: jax.Array, xb: jax.Array, train: bool = False,
                score_only: bool = False):
-    check_patches(xa, 'xa', self.patch_size)
-    check_patches(xb, 'xb', self.patch_size)
+    xa_c, xb_c = prepare_pair(xa, xb, self.patch_size, self.dtype)
     if self.score_stage not in self.stage_heads:
       raise ValueError(f'stage_heads={tuple(self.stage_heads)} must include the '
                        f'last stage {self.score_stage}: its head is the match score.')
@@ -102,15 +108,7 @@ class RRLNet(nn.Module):
                        f'{tuple(self.module_heads)}: set module_heads=().')
     widths = tuple(self.widths)
     dtype = self.dtype
-    xa_c = xa.astype(dtype or xa.dtype)
-    xb_c = xb.astype(dtype or xb.dtype)
-
-    if self.shared_branches:
-      encoder = Encoder(widths, dtype=dtype, name='encoder')
-      encoder_a = encoder_b = encoder
-    else:
-      encoder_a = Encoder(widths, dtype=dtype, name='encoder_a')
-      encoder_b = Encoder(widths, dtype=dtype, name='encoder_b')
+    encoder_a, encoder_b = self._branches(Encoder, 'encoder')
     with self._mgla_switch():
       feats_a = encoder_a(xa_c, train)
       feats_b = encoder_b(xb_c, train)
@@ -139,16 +137,19 @@ class RRLNet(nn.Module):
                                              shareds[i - 1], train)
     if not self.autoencoder:
       return outputs
-    if self.shared_branches:
-      decoder = Decoder(widths, dtype=dtype, name='decoder')
-      decoder_a = decoder_b = decoder
-    else:
-      decoder_a = Decoder(widths, dtype=dtype, name='decoder_a')
-      decoder_b = Decoder(widths, dtype=dtype, name='decoder_b')
+    decoder_a, decoder_b = self._branches(Decoder, 'decoder')
     with self._mgla_switch():
       outputs['recon_a'] = decoder_a(feats_a[-1], train)
       outputs['recon_b'] = decoder_b(feats_b[-1], train)
     return outputs
+
+  def _branches(self, cls, name: str):
+    """(module for xa, module for xb): NAME_a and NAME_b, or one NAME shared."""
+    if self.shared_branches:
+      shared = cls(tuple(self.widths), dtype=self.dtype, name=name)
+      return shared, shared
+    return tuple(cls(tuple(self.widths), dtype=self.dtype, name=f'{name}_{side}')
+                 for side in 'ab')
 
   def _mgla_switch(self):
     """mgla=False: every MGLA call returns its input (no MGLA parameters)."""

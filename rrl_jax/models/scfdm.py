@@ -15,30 +15,19 @@ With `score_only=True` only the 'match' path runs and the result is
 z = logit1 - logit0 (N,), so sigmoid(z) == softmax(match)[:, 1] = P(match).
 The cosine output has no parameters, so the score path holds all of them.
 """
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from rrl_jax.models.layers import BatchNorm, glorot_uniform, he_normal, max_pool2, zeros
-from rrl_jax.models.rrl_net import check_patches
+from rrl_jax.models.heads import probability_fn
+from rrl_jax.models.layers import ConvBNReLU, dense, max_pool2
+from rrl_jax.models.rrl_net import prepare_pair
 
 OUTPUT_NAMES = ('match', 'cosine')
 # 1-based tower layers followed by a 2x2 max pool (the official topology).
 POOL_AFTER = (1, 2, 4, 6)
-
-
-class ConvBNReLU(nn.Module):
-  """Conv3x3 ('same', stride 1, bias) -> Keras BatchNorm -> ReLU."""
-  features: int
-  dtype: Optional[Any] = None
-
-  @nn.compact
-  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    x = nn.Conv(self.features, (3, 3), padding='SAME', kernel_init=he_normal,
-                bias_init=zeros, dtype=self.dtype, name='conv')(x)
-    return nn.relu(BatchNorm(dtype=self.dtype, name='bn')(x, train))
 
 
 def l2_normalize(x: jax.Array, axis: int = -1) -> jax.Array:
@@ -69,14 +58,13 @@ class SCFDM(nn.Module):
   @nn.compact
   def __call__(self, xa: jax.Array, xb: jax.Array, train: bool = False,
                score_only: bool = False):
-    check_patches(xa, 'xa', self.patch_size)
-    check_patches(xb, 'xb', self.patch_size)
+    xa, xb = prepare_pair(xa, xb, self.patch_size, self.dtype)
     if not self.widths:
       raise ValueError('SCFDM: widths must list the tower convs (official 6).')
     dtype = self.dtype
-    x = jnp.concatenate([xa, xb], axis=2).astype(dtype or xa.dtype)  # N,P,2P,1
+    x = jnp.concatenate([xa, xb], axis=2)  # N,P,2P,1
     for i, width in enumerate(self.widths, 1):
-      x = ConvBNReLU(width, dtype, name=f'cbr{i}')(x, train)
+      x = ConvBNReLU(width, dtype=dtype, name=f'cbr{i}')(x, train)
       if i == 1:
         self.sow('intermediates', 'relu1', x)
       if i in POOL_AFTER:
@@ -88,11 +76,9 @@ class SCFDM(nn.Module):
     h = jnp.abs(x1 - x2).reshape(x.shape[0], -1)  # Flatten, NHWC C-order
     self.sow('intermediates', 'flat', h)
     for j, units in enumerate(self.head_hidden, 1):
-      h = nn.relu(nn.Dense(units, kernel_init=glorot_uniform, bias_init=zeros,
-                           dtype=dtype, name=f'dense{j}')(h))
+      h = nn.relu(dense(units, dtype, f'dense{j}')(h))
       self.sow('intermediates', f'fc{j}', h)
-    logits = nn.Dense(2, kernel_init=glorot_uniform, bias_init=zeros,
-                      dtype=dtype, name='logits')(h)
+    logits = dense(2, dtype, 'logits')(h)
     if score_only:
       return logits[:, 1] - logits[:, 0]
 
@@ -104,17 +90,10 @@ class SCFDM(nn.Module):
     cosine = (jnp.sum(l2_normalize(p1) * l2_normalize(p2), axis=-1) + 1.0) / 2.0
     return {'match': logits, 'cosine': cosine}
 
-  @staticmethod
-  def match_probability(outputs_or_score: Union[Dict[str, jax.Array], jax.Array]
-                        ) -> jax.Array:
-    """P(match): softmax(match)[:, 1] from the outputs, or sigmoid of the score_only z."""
-    if isinstance(outputs_or_score, dict):
-      return jax.nn.softmax(outputs_or_score['match'].astype(jnp.float32), -1)[:, 1]
-    return jax.nn.sigmoid(jnp.asarray(outputs_or_score, jnp.float32))
+  match_probability = staticmethod(probability_fn('match', two_class=True))
 
 
-def match_probability(outputs_or_score) -> jax.Array:
-  return SCFDM.match_probability(outputs_or_score)
+match_probability = SCFDM.match_probability
 
 
 def keras_layer_plan(model: SCFDM) -> Dict[str, List[Tuple[str, ...]]]:
