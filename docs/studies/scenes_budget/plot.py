@@ -1,7 +1,9 @@
 """Curve (PNG) and table (Markdown) of the scene-budget study.
 
   python docs/studies/scenes_budget/plot.py --curves=augmented:A.json,no_augmentation:B.json \
-      --full=487:R487/results.json,974:R974/results.json --out=docs/studies/scenes_budget/curve
+      --full=FULL.json --out=docs/studies/scenes_budget/curve
+
+FULL.json: curve.py --sample=0 --steps=487,974 (every pair of each category).
 """
 import json
 
@@ -11,7 +13,7 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
 flags.DEFINE_list('curves', None, 'label:curve.json of each run.')
-flags.DEFINE_list('full', [], 'step:results.json of full-category evaluations (first run).')
+flags.DEFINE_string('full', None, 'curve.py output over full categories (first run).')
 flags.DEFINE_string('out', None, 'Output stem (.png and .md are added).')
 FLAGS = flags.FLAGS
 
@@ -54,21 +56,13 @@ def table(runs, full):
   lines = ['| run | BatchNorm statistics | step | pairs | ' + ' | '.join(CATEGORIES)
            + ' | mean |', '|---' * (len(CATEGORIES) + 5) + '|']
   for step, vals in KERAS.items():
-    lines.append(f'| official Keras | moving averages | {step} | full | '
+    lines.append(f'| official Keras | moving averages | {step} | all | '
                  + ' | '.join(f'{v:.2f}' for v in vals) + f' | {sum(vals) / len(vals):.2f} |')
-  for step, res in sorted(full.items()):
-    splits = res['splits']
-    for kind in ('moving', 'precise'):
-      get = ((lambda c: splits[c]['moving_average']['fpr95']) if kind == 'moving'
-             else (lambda c: splits[c]['fpr95']))
-      vals = [get(c) for c in CATEGORIES]
-      lines.append(f'| {runs[0][0]} | {STATS[kind]} | {step} | full | '
-                   + ' | '.join(f'{v:.2f}' for v in vals) + f' | {sum(vals) / len(vals):.2f} |')
-  for label, curve in runs:
+  for label, curve in [(runs[0][0], full)] + runs:
     for step in sorted(curve):
       for kind in ('moving', 'precise'):
         vals = [curve[step][kind][c]['fpr95'] for c in CATEGORIES]
-        lines.append(f'| {label} | {STATS[kind]} | {step} | {curve[step]["sample"]} | '
+        lines.append(f'| {label} | {STATS[kind]} | {step} | {curve[step]["sample"] or "all"} | '
                      + ' | '.join(f'{v:.2f}' for v in vals)
                      + f' | {sum(vals) / len(vals):.2f} |')
   return '\n'.join(lines) + '\n'
@@ -76,11 +70,7 @@ def table(runs, full):
 
 def main(_):
   runs = [load(s) for s in FLAGS.curves]
-  full = {}
-  for spec in FLAGS.full:
-    step, _, path = spec.partition(':')
-    with open(path) as f:
-      full[int(step)] = json.load(f)
+  full = load(':' + FLAGS.full)[1] if FLAGS.full else {}
   plot(runs, FLAGS.out + '.png')
   with open(FLAGS.out + '.md', 'w') as f:
     f.write(table(runs, full))
