@@ -1,5 +1,9 @@
 """How much of each category's FPR95 comes from misregistered positive pairs?
 
+Also: which source image each sampled test pair was cut from (the scene
+builder's keypoints and pair draws, replayed), and per image the share of the
+category's hardest positives (the lowest-scored 5 %, the ones FPR95 must accept).
+
 The scene images are not perfectly registered (docs/studies/augmentation/): a
 "matching" pair cut from a shifted region looks like a non-match. For every
 positive pair of the fixed test samples (curve.py's), the VIS-NIR shift is
@@ -9,14 +13,19 @@ shifted positives left out (all negatives kept). Run from the repository root:
 
   python docs/studies/scenes_budget/misregistration.py --workdir=W --curve=W_curve.json
 """
+import glob
+import hashlib
 import json
 import os
+import zlib
 
 from absl import app, flags
 import cv2
 import numpy as np
 
 from rrl_jax import cli
+from rrl_jax.data import scenes
+from rrl_jax.data.pair_lists import read_grey
 from rrl_jax.evaluation import metrics
 
 import curve  # pylint: disable=g-bad-import-order  (this folder)
@@ -43,6 +52,30 @@ def pair_shift(pair):
   window = np.outer(np.hanning(pair.shape[-2]), np.hanning(pair.shape[-1]))
   (dx, dy), response = cv2.phaseCorrelate(a, b, window)
   return float(np.hypot(dx, dy)) if response > MIN_RESPONSE else np.nan
+
+
+def source_images(category_dir, options=None):
+  """{sha1 of a pair's bytes: image name} for every pair the scene builder cuts."""
+  o = dict(scenes.RrlScenes.OPTIONS, **(options or {}))
+  out = {}
+  for vis_path in sorted(glob.glob(os.path.join(category_dir, '*_rgb.jpg'))):
+    visible = read_grey(vis_path)
+    other = read_grey(vis_path[:-len('_rgb.jpg')] + '_nir.jpg')
+    keypoints, _ = scenes.select_keypoints(visible, o['max_keypoints'], o['min_distance'])
+    name = os.path.basename(vis_path)
+    rng = np.random.default_rng([o['seed'], zlib.crc32(name.encode())])
+    for patches, _ in scenes.scene_pairs(visible, other, keypoints, o['negative_distance'], rng):
+      out[hashlib.sha1(np.ascontiguousarray(patches, np.uint8).tobytes()).hexdigest()] = name[:4]
+  return out
+
+
+def hardest_positive_images(labels, scores, images, share=0.05):
+  """{image: (positives, share of the category's lowest-scored `share` of positives)}."""
+  pos = np.flatnonzero(labels == 1)
+  hardest = pos[np.argsort(scores[pos])[:max(1, int(round(share * len(pos))))]]
+  names = sorted(set(images[pos]))
+  return {n: (int(np.sum(images[pos] == n)), float(np.mean(images[hardest] == n)))
+          for n in names}
 
 
 def main(_):
@@ -72,6 +105,19 @@ def main(_):
         row[s] = {'fpr95': metrics.fpr95(labels, sc),
                   'fpr95_registered': metrics.fpr95(labels[keep], sc[keep])}
       out['steps'][step][kind] = row
+  last = max(figures, key=int)
+  scores = np.load(curve.scores_path(FLAGS.curve, last))
+  out['hardest_positives'] = {'step': int(last)}
+  for s, (patches, labels) in tests.items():
+    lookup = source_images(os.path.join(config.dataset.manual_dir, s))
+    images = np.array([lookup.get(hashlib.sha1(np.ascontiguousarray(p).tobytes()).hexdigest(), '?')
+                       for p in patches])
+    out['hardest_positives'][s] = {
+        kind: hardest_positive_images(labels, scores[f'{kind}/{s}'], images)
+        for kind in ('moving', 'precise')}
+    top = sorted(out['hardest_positives'][s]['precise'].items(), key=lambda kv: -kv[1][1])[:3]
+    print(f'{s} step {last}, images holding the hardest 5 % of positives (precise BN): '
+          + ', '.join(f'{n} {100 * sh:.0f} % ({k} positives)' for n, (k, sh) in top))
   path = FLAGS.out or os.path.splitext(FLAGS.curve)[0] + '_misregistration.json'
   with open(path, 'w') as f:
     json.dump(out, f, indent=1)
