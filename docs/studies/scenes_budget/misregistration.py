@@ -112,12 +112,21 @@ def main(_):
     lookup = source_images(os.path.join(config.dataset.manual_dir, s))
     images = np.array([lookup.get(hashlib.sha1(np.ascontiguousarray(p).tobytes()).hexdigest(), '?')
                        for p in patches])
-    out['hardest_positives'][s] = {
-        kind: hardest_positive_images(labels, scores[f'{kind}/{s}'], images)
-        for kind in ('moving', 'precise')}
-    top = sorted(out['hardest_positives'][s]['precise'].items(), key=lambda kv: -kv[1][1])[:3]
+    per_image = {kind: hardest_positive_images(labels, scores[f'{kind}/{s}'], images)
+                 for kind in ('moving', 'precise')}
+    rows = {}
+    for name, (count, share) in per_image['precise'].items():
+      shift = shifts[s][(labels == 1) & (images == name)]
+      rows[name] = {'positives': count, 'hardest_share_precise': share,
+                    'hardest_share_moving': per_image['moving'][name][1],
+                    'median_shift_px': float(np.nanmedian(shift)) if np.isfinite(shift).any() else None,
+                    'untrusted_share': float(np.mean(np.isnan(shift)))}
+    out['hardest_positives'][s] = rows
+    top = sorted(rows.items(), key=lambda kv: -kv[1]['hardest_share_precise'])[:4]
     print(f'{s} step {last}, images holding the hardest 5 % of positives (precise BN): '
-          + ', '.join(f'{n} {100 * sh:.0f} % ({k} positives)' for n, (k, sh) in top))
+          + ', '.join(f'{n} {100 * r["hardest_share_precise"]:.0f} % (median shift '
+                      f'{r["median_shift_px"] or float("nan"):.1f} px, '
+                      f'{100 * r["untrusted_share"]:.0f} % flat)' for n, r in top))
   path = FLAGS.out or os.path.splitext(FLAGS.curve)[0] + '_misregistration.json'
   with open(path, 'w') as f:
     json.dump(out, f, indent=1)
