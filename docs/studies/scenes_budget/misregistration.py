@@ -84,7 +84,7 @@ def main(_):
   with open(FLAGS.curve) as f:
     figures = json.load(f)
   first = next(iter(figures.values()))
-  _, tests = curve.test_samples(config, first['sample'], first['seed'])
+  _, tests = curve.test_samples(config, first['sample'], first.get('seed', 0))
   shifts = {s: np.array([pair_shift(p) if l else np.nan for p, l in zip(*pl)])
             for s, pl in tests.items()}
   out = {'shift_px': FLAGS.shift_px, 'categories': {}, 'steps': {}}
