@@ -22,9 +22,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 
+from rrl_jax import cli
 from rrl_jax import xla_cpu
 
 # Published FPR95 (%) of the official models (REFERENCE.md "Published FPR95").
@@ -284,8 +284,7 @@ flags.mark_flags_as_required(['config', 'variants', 'workdir'])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  if not flags.FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)
+  cli.quiet_logging()
   xla_cpu.apply_xla_flags()
   flag = flags.FLAGS['config']
   config_file = config_flags.get_config_filename(flag)
