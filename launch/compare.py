@@ -121,7 +121,12 @@ def run_variant(config, variant: str, workdir: str) -> Dict[str, Any]:
   if _is_finished(config, vdir) and os.path.exists(record_path):
     print(f'[compare] {variant}: finished in {vdir}, not retrained.', flush=True)
     with open(record_path) as f:
-      return json.load(f)
+      record = json.load(f)
+    results_json = os.path.join(vdir, train.RESULTS_DIR, 'results.json')
+    if 'bn_statistics' not in record and os.path.exists(results_json):
+      with open(results_json) as f:  # A record written before it was kept.
+        record['bn_statistics'] = json.load(f).get('bn_statistics')
+    return record
   print(f'[compare] {variant}: training in {vdir}.', flush=True)
   t0 = time.time()
   summary = train.train_and_evaluate(config, vdir)
@@ -130,7 +135,8 @@ def run_variant(config, variant: str, workdir: str) -> Dict[str, Any]:
             'params': parameter_counts(config),
             'selected_step': summary['selected_step'],
             'selection_fpr95': summary['selection_fpr95'],
-            'final_step': summary['final_step'], 'results': summary['results']}
+            'final_step': summary['final_step'],
+            'bn_statistics': summary['bn_statistics'], 'results': summary['results']}
   with open(record_path + '.tmp', 'w') as f:
     json.dump(record, f, indent=2, default=float)
   os.replace(record_path + '.tmp', record_path)
@@ -164,6 +170,11 @@ def comparison(records: Sequence[Dict[str, Any]], config) -> Dict[str, Any]:
         'fpr95': {s: per[s]['fpr95'] for s in splits},
         'fpr95_mean': r['results']['mean']['fpr95'],
         'auc_mean': r['results']['mean'].get('auc'),
+        # Which BatchNorm statistics scored the table, and (when they were
+        # recalibrated) the same weights with the moving averages.
+        'bn_statistics': (r.get('bn_statistics') or {}).get('description'),
+        'fpr95_moving_average_mean': r['results']['mean'].get(
+            'moving_average', {}).get('fpr95'),
         'selected_step': r['selected_step'], 'final_step': r['final_step'],
         'wall_s': r.get('wall_s'),
         'published_fpr95': published(r['variant'], config.dataset.name)})
@@ -187,8 +198,11 @@ def write_markdown(table: Dict[str, Any], path: str) -> None:
       f'seed {b["seed"]}, {b["protocol"]} protocol, lr {b["learning_rate"]:g}, '
       f'{b["data_mode"]} batches; the same for every variant.', '']
   has_pub = any(r['published_fpr95'] is not None for r in table['rows'])
+  has_moving = any(r.get('fpr95_moving_average_mean') is not None
+                   for r in table['rows'])
   head = (['variant', 'trainable params', 'test-path params']
-          + splits + ['mean', 'AUC mean', 'selected step']
+          + splits + ['mean', 'AUC mean']
+          + (['mean, moving averages'] if has_moving else []) + ['selected step']
           + (['published mean'] if has_pub else []))
   lines.append('| ' + ' | '.join(head) + ' |')
   lines.append('|' + '---|' * len(head))
@@ -196,17 +210,23 @@ def write_markdown(table: Dict[str, Any], path: str) -> None:
     cells = ([r['variant'], f'{r["params"]["trainable"]:,}',
               f'{r["params"]["test_score_path"]:,}']
              + [_fmt(r['fpr95'][s]) for s in splits]
-             + [_fmt(r['fpr95_mean']), _fmt(r['auc_mean'], 4),
-                str(r['selected_step'])]
+             + [_fmt(r['fpr95_mean']), _fmt(r['auc_mean'], 4)]
+             + ([_fmt(r.get('fpr95_moving_average_mean'))] if has_moving else [])
+             + [str(r['selected_step'])]
              + ([_fmt(r['published_fpr95'])] if has_pub else []))
     lines.append('| ' + ' | '.join(cells) + ' |')
   if b['dataset'] == 'vis_nir' and set(splits) <= set(PUBLISHED_RRL_VIS_NIR):
     cells = (['RRL-Net, published', '-', '-']
              + [_fmt(PUBLISHED_RRL_VIS_NIR[s]) for s in splits]
-             + [_fmt(PUBLISHED['rrl_net']['vis_nir']), '-', '-']
+             + [_fmt(PUBLISHED['rrl_net']['vis_nir']), '-']
+             + (['-'] if has_moving else []) + ['-']
              + ([_fmt(PUBLISHED['rrl_net']['vis_nir'])] if has_pub else []))
     lines.append('| ' + ' | '.join(cells) + ' |')
   lines.append('')
+  for stats in sorted({r.get('bn_statistics') for r in table['rows']} - {None}):
+    lines.append(f'BatchNorm statistics scored: {stats}'
+                 + ('; "mean, moving averages" scores the same weights with '
+                    "the training run's moving averages." if has_moving else '.'))
   if has_pub:
     lines.append(f'Published: {table["published_source"]}.')
   else:

@@ -75,6 +75,29 @@ def test_table_shows_published_numbers_only_for_the_official_benchmarks(tmp_path
   assert 'not one of the official benchmarks' in (tmp_path / 's.md').read_text()
 
 
+def test_table_says_which_batchnorm_statistics_and_shows_the_moving_averages(tmp_path):
+  from configs import scenes  # pylint: disable=g-import-not-at-top
+  s = scenes.get_config()
+  plain = _record('fil_net', {c: 3.0 for c in s.dataset.test_splits})
+  table = compare.comparison([plain], s)
+  compare.write_markdown(table, str(tmp_path / 'plain.md'))
+  text = (tmp_path / 'plain.md').read_text()
+  assert 'moving averages' not in text and 'BatchNorm statistics' not in text
+
+  recal = _record('rrl_net', {c: 3.0 for c in s.dataset.test_splits})
+  recal['bn_statistics'] = {'description': 'precise BN over 16 batches'}
+  recal['results']['mean']['moving_average'] = {'fpr95': 41.25}
+  table = compare.comparison([recal, plain], s)
+  assert table['rows'][0]['fpr95_moving_average_mean'] == 41.25
+  assert table['rows'][1]['fpr95_moving_average_mean'] is None
+  compare.write_markdown(table, str(tmp_path / 'recal.md'))
+  text = (tmp_path / 'recal.md').read_text()
+  assert '| mean, moving averages |' in text
+  assert '| 3.00 | 0.9000 | 41.25 | 5 |' in text  # rrl_net: mean, AUC, moving, step
+  assert '| 3.00 | 0.9000 | - | 5 |' in text  # fil_net has no moving-average row
+  assert 'BatchNorm statistics scored: precise BN over 16 batches' in text
+
+
 def test_compare_end_to_end_and_resume(tmp_path):
   """Two variants, a few steps on toy data; a rerun retrains nothing."""
   workdir = str(tmp_path / 'cmp')
@@ -90,6 +113,8 @@ def test_compare_end_to_end_and_resume(tmp_path):
   assert table['budget']['num_train_steps'] == 2 and table['splits'] == ['test']
   for r in table['rows']:
     assert 0.0 <= r['fpr95']['test'] <= 100.0 and r['final_step'] == 2
+    assert 'precise BN' in r['bn_statistics']  # clean protocol: recalibrated
+    assert 0.0 <= r['fpr95_moving_average_mean'] <= 100.0
     assert r['params']['test_score_path'] < r['params']['trainable']
     vdir = os.path.join(workdir, r['variant'].replace(':', '-'))
     with open(os.path.join(vdir, 'results', 'summary.json')) as f:

@@ -238,7 +238,7 @@ def evaluate_best(model, like: TrainState, tests, config, workdir: str, mesh,
              'selection': selection_description(config),
              'selected_step': best['step'], 'selection_fpr95': best['fpr95'],
              'final_step': final_step, 'dataset': config.dataset.name,
-             'results': results}
+             'bn_statistics': bn_info, 'results': results}
   outdir = os.path.join(workdir, RESULTS_DIR)
   if write:
     reports.write_reports(
