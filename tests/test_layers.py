@@ -90,3 +90,35 @@ def test_batchnorm_module_same_with_and_without_custom_backward(monkeypatch):
   jax.tree.map(np.testing.assert_array_equal, s0, s1)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5),
                g0, g1)
+
+
+def _cbl_loss_and_grads(monkeypatch, flag):
+  monkeypatch.setattr(layers, 'CONV_BIAS_STOP_GRADIENT', flag)
+  m = layers.CBL(4)
+  x = jax.random.normal(jax.random.key(0), (3, 8, 8, 2))
+  v = m.init(jax.random.key(1), x, True)
+  v = jax.tree_util.tree_map(lambda a: a + 0.1, v)  # a nonzero conv bias
+
+  def loss(p):
+    y, upd = m.apply({'params': p, 'batch_stats': v['batch_stats']}, x, True,
+                     mutable=['batch_stats'])
+    return jnp.sum(jnp.sin(y)), upd
+  (value, upd), grads = jax.value_and_grad(loss, has_aux=True)(v['params'])
+  return v, value, upd, grads
+
+
+def test_conv_bias_stop_gradient_zeroes_only_the_bias_gradient(monkeypatch):
+  v, value, upd, grads = _cbl_loss_and_grads(monkeypatch, False)
+  v2, value2, upd2, grads2 = _cbl_loss_and_grads(monkeypatch, True)
+  assert (jax.tree_util.tree_structure(v2['params'])
+          == jax.tree_util.tree_structure(v['params']))  # the parameter stays
+  # Autodiff's bias gradient is rounding noise; the switch makes it exactly zero.
+  assert 0 < np.abs(grads['conv']['bias']).max() < 1e-3
+  assert np.all(grads2['conv']['bias'] == 0)
+  np.testing.assert_allclose(value2, value, rtol=1e-6)
+  for name in ('kernel',):
+    np.testing.assert_allclose(grads2['conv'][name], grads['conv'][name], atol=1e-5)
+  np.testing.assert_allclose(grads2['bn']['scale'], grads['bn']['scale'], atol=1e-5)
+  # The moving mean still tracks conv + bias.
+  np.testing.assert_allclose(upd2['batch_stats']['bn']['mean'],
+                             upd['batch_stats']['bn']['mean'], atol=1e-6)
