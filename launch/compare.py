@@ -196,6 +196,7 @@ def write_markdown(table: Dict[str, Any], path: str) -> None:
       f'Dataset {b["dataset"]} (train {b["train_split"]}, test '
       f'{", ".join(splits)}); budget {steps} of batch {b["batch_size"]}, '
       f'seed {b["seed"]}, {b["protocol"]} protocol, lr {b["learning_rate"]:g}, '
+      f'{b["recon_loss"]} reconstruction loss (where the model has one), '
       f'{b["data_mode"]} batches; the same for every variant.', '']
   has_pub = any(r['published_fpr95'] is not None for r in table['rows'])
   has_moving = any(r.get('fpr95_moving_average_mean') is not None

@@ -83,6 +83,7 @@ def test_table_says_which_batchnorm_statistics_and_shows_the_moving_averages(tmp
   compare.write_markdown(table, str(tmp_path / 'plain.md'))
   text = (tmp_path / 'plain.md').read_text()
   assert 'moving averages' not in text and 'BatchNorm statistics' not in text
+  assert 'perceptual reconstruction loss' in text  # the budget names the objective
 
   recal = _record('rrl_net', {c: 3.0 for c in s.dataset.test_splits})
   recal['bn_statistics'] = {'description': 'precise BN over 16 batches'}

@@ -55,8 +55,9 @@ class MGLA(nn.Module):
 
 
 # Hand-written backward passes for the two element-wise parts of MGLA (the
-# descriptors and the gating), behind a switch measured with launch.bench_ab
-# (README "Benchmarks").
+# descriptors and the gating). Measured with launch.bench_ab (11 rounds, CPU):
+# 1.023x the step time and +22 % executable memory (the saved softmaxes), as
+# XLA already fuses autodiff's passes; off.
 MGLA_CUSTOM_VJP = False
 
 
