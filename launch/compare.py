@@ -228,6 +228,7 @@ def write_markdown(table: Dict[str, Any], path: str) -> None:
     lines.append(f'BatchNorm statistics scored: {stats}'
                  + ('; "mean, moving averages" scores the same weights with '
                     "the training run's moving averages." if has_moving else '.'))
+    lines.append('')
   if has_pub:
     lines.append(f'Published: {table["published_source"]}.')
   else:
