@@ -50,23 +50,3 @@ def test_gates_against_a_direct_numpy_reading():
     g_w = sig(conv1d_same(np.einsum('hwc,hc->w', xi, s_w), p['width']['conv1d']))
     want = xi * g_c[None, None, :] * g_h[:, None, None] * g_w[None, :, None]
     np.testing.assert_allclose(got[i], want, rtol=1e-5, atol=1e-6)
-
-
-def test_custom_backward_equals_autodiff(monkeypatch):
-  from rrl_jax.models import mgla  # pylint: disable=g-import-not-at-top
-  m = MGLA()
-  x = jax.random.normal(jax.random.key(0), (2, 16, 8, 6))
-  weights = jax.random.normal(jax.random.key(2), x.shape)
-  params = m.init(jax.random.key(1), x)['params']
-
-  def loss(p, x):
-    return (jax.numpy.sin(m.apply({'params': p}, x)) * weights).sum()
-  got = {}
-  for flag in (False, True):
-    monkeypatch.setattr(mgla, 'MGLA_CUSTOM_VJP', flag)
-    got[flag] = (loss(params, x), jax.grad(loss, (0, 1))(params, x))
-  assert got[True][0] == got[False][0]  # the forward pass is the same code
-  for a, b in zip(jax.tree_util.tree_leaves(got[False][1]),
-                  jax.tree_util.tree_leaves(got[True][1])):
-    assert np.abs(a).max() > 1e-3  # every gradient is exercised
-    np.testing.assert_allclose(b, a, atol=2e-6)
