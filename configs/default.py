@@ -68,6 +68,11 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   # the paper protocol), 0 = off, K > 0 = K batches.
   c.bn_recalibration = ml_collections.ConfigDict(dict(
       batches=-1, batch_size=0, augment=False))
+  # How the BatchNorm moving averages are kept (rrl_jax/training/bn_moving.py):
+  # 'zero_debiased' as the official Keras 2.2 / TF 1.x code, or 'plain' (the
+  # average started at 0 / 1, as tf.keras 2.x and flax; runs saved before this
+  # option existed used it).
+  c.bn_moving_average = 'zero_debiased'
 
   c.dtype = 'float32'          # 'bfloat16': bf16 compute, float32 params.
   c.seed = 0

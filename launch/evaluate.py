@@ -168,9 +168,8 @@ def run(checkpoint_dir: str, out: str, dataset: Optional[str] = None,
     info = bn_recalibration.evaluate_moving_averages(
         results, model, variables, moving, split_data, batch_size, None, info)
   elif info.get('kind') != 'recalibrated':
-    info = {'kind': 'moving_average', 'batches': 0}
-  info.setdefault('description', bn_recalibration.describe(
-      info if info.get('kind') == 'recalibrated' else None))
+    info = bn_recalibration.moving_average_info(info.get('moving_average'))
+  info.setdefault('description', bn_recalibration.describe(info))
   effect = evaluation.mlpp_effect(model, variables) if mlpp else None
   return reports.write_reports(
       out, results, split_data, dataset=dataset, protocol=protocol,

@@ -58,6 +58,23 @@ def test_run_length_change_and_allowed_change(two_steps, tmp_path):
     train.check_and_save_config(tiny_config(seed=6), workdir, allow_change=False)
 
 
+def test_run_saved_before_moving_average_rule_resumes_as_plain(tmp_path):
+  """A config.json without bn_moving_average is a run trained with 'plain'."""
+  import json  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path / 'old')
+  train.check_and_save_config(tiny_config(), workdir, allow_change=False)
+  path = os.path.join(workdir, 'config.json')
+  with open(path) as f:
+    saved = json.load(f)
+  del saved['bn_moving_average']
+  with open(path, 'w') as f:
+    json.dump(saved, f)
+  train.check_config(tiny_config(bn_moving_average='plain'), workdir, allow_change=False)
+  with pytest.raises(train.ConfigMismatchError,
+                     match="bn_moving_average: 'plain' -> 'zero_debiased'"):
+    train.check_config(tiny_config(), workdir, allow_change=False)
+
+
 def test_bad_config_or_data_writes_nothing(tmp_path):
   workdir = str(tmp_path / 'run')
   bad = tiny_config(num_train_steps=2)

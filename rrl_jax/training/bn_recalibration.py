@@ -24,6 +24,7 @@ from jax.sharding import Mesh
 import numpy as np
 
 from rrl_jax.training import augment
+from rrl_jax.training import bn_moving
 from rrl_jax.models.layers import BATCH_MOMENTS
 from rrl_jax.sharding import batch_sharding, replicated
 
@@ -165,21 +166,30 @@ _SEED_OFFSET = 7919
 
 
 def settings(config) -> Dict[str, Any]:
-  """{'batches': K (0 = off), 'batch_size': B, 'augment': bool} of a run config."""
+  """{'batches': K (0 = off), 'batch_size': B, 'augment': bool, 'moving_average': rule}."""
   bn = config.get('bn_recalibration')
+  rule = bn_moving.rule(config)
   if bn is None:
-    return {'batches': 0, 'batch_size': int(config.batch_size), 'augment': False}
+    return {'batches': 0, 'batch_size': int(config.batch_size), 'augment': False,
+            'moving_average': rule}
   k = int(bn.batches)
   if k < 0:
     k = AUTO_BATCHES if config.protocol == 'clean' else 0
   return {'batches': k, 'batch_size': int(bn.batch_size or config.batch_size),
-          'augment': bool(bn.augment)}
+          'augment': bool(bn.augment), 'moving_average': rule}
+
+
+def moving_average_info(rule: Optional[str]) -> Dict[str, Any]:
+  """The 'bn_statistics' record of results scored with the moving averages."""
+  info = {'kind': 'moving_average', 'batches': 0, 'moving_average': rule}
+  return dict(info, description=describe(info))
 
 
 def describe(info: Optional[Mapping[str, Any]]) -> str:
   """One line for reports: which BatchNorm statistics were used."""
   if not info or not info.get('batches'):
-    return 'BatchNorm moving averages (momentum 0.99, as trained)'
+    rule = bn_moving.DESCRIPTIONS.get((info or {}).get('moving_average'))
+    return f'BatchNorm moving averages (momentum 0.99{", " + rule if rule else ""})'
   aug = 'augmented' if info.get('augment') else 'un-augmented'
   source = f' of split {info["split"]}' if info.get('split') else ''
   return (f'BatchNorm population statistics recalibrated over {info["batches"]} '
@@ -238,7 +248,7 @@ def evaluate_moving_averages(results: Dict[str, Any], model, variables: Mapping[
   with `moving_batch_stats`. Returns the 'bn_statistics' record of the reports.
   """
   if moving_batch_stats is None:
-    return {'kind': 'moving_average', 'batches': 0, 'description': describe(None)}
+    return moving_average_info(info.get('moving_average'))
   from rrl_jax.evaluation import scoring as evaluation  # pylint: disable=g-import-not-at-top
   moving = evaluation.evaluate_splits(
       model, dict(variables, batch_stats=moving_batch_stats), splits, batch_size,

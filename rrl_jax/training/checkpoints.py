@@ -446,10 +446,11 @@ def best_items(state: TrainState, recalibrated: Optional[Any], mesh,
   evaluated), the moving averages are kept as moving_batch_stats and meta
   says which statistics batch_stats holds ('bn_statistics').
   """
-  from rrl_jax.training import bn_recalibration  # pylint: disable=g-import-not-at-top
+  from rrl_jax.training import bn_moving, bn_recalibration  # pylint: disable=g-import-not-at-top
   meta = checkpoint_meta(config)
   meta['bn_statistics'] = (
-      {'kind': 'moving_average', 'batches': 0} if recalibrated is None else
+      bn_recalibration.moving_average_info(bn_moving.rule(config))
+      if recalibrated is None else
       dict(bn_recalibration.settings(config), kind='recalibrated', split='train'))
   items = {PARAMS: state.params, META: meta}
   if recalibrated is None:

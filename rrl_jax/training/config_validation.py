@@ -99,6 +99,10 @@ def config_problems(config, device_count: Optional[int] = None) -> list:
     problems.append(f'config.num_train_steps={steps!r} and config.num_epochs='
                     f'{epochs!r}: set num_train_steps > 0 or num_epochs > 0')
   problems += _model_problems(config, models)
+  if config.get('bn_moving_average') is not None:
+    from rrl_jax.training import bn_moving  # pylint: disable=g-import-not-at-top
+    need('bn_moving_average', lambda v: v in bn_moving.RULES,
+         f'must be one of {", ".join(bn_moving.RULES)}')
   bn = config.get('bn_recalibration')
   if bn is not None:
     need('bn_recalibration.batches', lambda v: _is_int(v) and v >= -1,

@@ -13,7 +13,9 @@ from jax.sharding import Mesh
 import numpy as np
 import optax
 
+from rrl_jax.models.layers import BATCH_MOMENTS
 from rrl_jax.training import augment
+from rrl_jax.training import bn_moving
 from rrl_jax.training import losses
 from rrl_jax.training import optim
 from rrl_jax.models import get_model
@@ -73,6 +75,10 @@ def make_train_step(model, tx, config, mesh, run_key, recon_loss, lr_fn):
   aug_cfg = config.augment
   model_name = config.model_name
   score_name = score_output_name(model)
+  # The moving averages' rule (rrl_jax/training/bn_moving.py): 'plain' is the
+  # model's own update; 'zero_debiased' recomputes it from the batch moments.
+  debias = bn_moving.rule(config) == 'zero_debiased'
+  mutable = ['batch_stats', BATCH_MOMENTS] if debias else ['batch_stats']
 
   def step_fn(state: TrainState, batch, weights):
     xa = batch['xa'].astype(jnp.float32) / 255.0
@@ -84,7 +90,7 @@ def make_train_step(model, tx, config, mesh, run_key, recon_loss, lr_fn):
     def loss_fn(params):
       outputs, new_vars = model.apply(
           {'params': params, 'batch_stats': state.batch_stats}, xa, xb,
-          train=True, mutable=['batch_stats'])
+          train=True, mutable=mutable)
       outputs = {k: v.astype(jnp.float32) for k, v in outputs.items()}
       terms = losses.objective_terms(model_name, outputs, labels, xa, xb,
                                      recon_loss)
@@ -92,7 +98,10 @@ def make_train_step(model, tx, config, mesh, run_key, recon_loss, lr_fn):
       if missing:
         raise ValueError(f'config.loss_weights lacks {missing}.')
       total = losses.objective_total(model_name, terms, weights)
-      return total, (terms, new_vars['batch_stats'], outputs[score_name])
+      batch_stats = (bn_moving.zero_debiased_update(
+          state.batch_stats, new_vars[BATCH_MOMENTS], state.step) if debias
+                     else new_vars['batch_stats'])
+      return total, (terms, batch_stats, outputs[score_name])
 
     (total, (terms, batch_stats, logits)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(state.params)

@@ -22,6 +22,8 @@ import numpy as np
 from rrl_jax.errors import UserError, WorkdirError
 
 CONFIG_FILE = 'config.json'
+# Keys added after runs were saved without them: the behaviour those runs had.
+LEGACY_VALUES = {'bn_moving_average': 'plain'}
 # Fields that only change how long / how verbosely a run goes: a restart may
 # change them without --allow_config_change (e.g. to extend training).
 RUN_LENGTH_KEYS = ('num_train_steps', 'num_epochs', 'eval_every', 'log_every',
@@ -63,7 +65,9 @@ def check_config(config, workdir: str, allow_change: bool) -> None:
   if os.path.exists(path):
     with open(path) as f:
       old = json.load(f)
-    a, b = _flatten(old), _flatten(new)
+    # A key the saved run predates compares as the value that run used.
+    a = dict(LEGACY_VALUES, **_flatten(old))
+    b = _flatten(new)
     diff = sorted(k for k in set(a) | set(b)
                   if a.get(k) != b.get(k) and k not in RUN_LENGTH_KEYS)
     if diff and not allow_change:
