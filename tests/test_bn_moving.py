@@ -94,11 +94,12 @@ def test_train_step_zero_debiased_equals_plain_run_converted():
     config = tiny_config(bn_moving_average=rule, recon_loss='mse')
     mesh = sharding.make_mesh(1)
     model = step.make_model(config)
-    tx = optim.make_optimizer(config.optimizer, total_steps=3)
+    total = config.num_train_steps  # As train.py builds it: the same program.
+    tx = optim.make_optimizer(config.optimizer, total_steps=total)
     recon = losses.make_recon_loss('mse', vgg_params=None,
                                    pixel_weight=config.pixel_weight)
     train_step = step.make_train_step(model, tx, config, mesh, jax.random.key(0),
-                                      recon, step.lr_schedule(config, 3))
+                                      recon, step.lr_schedule(config, total))
     state = step.init_state(model, tx, config, mesh)
     weights = step.loss_weights(config, mesh)
     rng = np.random.default_rng(0)

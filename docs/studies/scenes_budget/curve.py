@@ -1,10 +1,12 @@
 """FPR95 per test category against training step, for every checkpoint of a run.
 
-Each checkpoint is scored twice on fixed seeded samples of every test category:
-with its BatchNorm moving averages (the paper's procedure) and with precise BN
-recalibrated as the run's config says (README "Precise BN"). Run from the
-repository root; results are appended to --out (JSON), so a rerun only scores
-checkpoints that are new.
+Each checkpoint is scored on fixed seeded samples of every test category: with
+its BatchNorm moving averages (the paper's procedure; 'moving_rule' says how the
+run kept them, rrl_jax/training/bn_moving.py), and with precise BN recalibrated
+as the run's config says (README "Precise BN"). A run kept with the 'plain' rule
+is also scored with the statistics the official 'zero_debiased' rule would have
+kept ('moving_zero_debiased', converted exactly). Run from the repository root;
+results are added to --out (JSON), so a rerun only scores what is missing.
 
   python docs/studies/scenes_budget/curve.py --workdir=W --out=W_curve.json
 """
@@ -22,6 +24,7 @@ from rrl_jax import sharding
 from rrl_jax.data import splits
 from rrl_jax.evaluation import scoring
 from rrl_jax.models import model_from_config
+from rrl_jax.training import bn_moving
 from rrl_jax.training import bn_recalibration
 from rrl_jax.training import checkpoints
 
@@ -37,6 +40,7 @@ def define_flags():
 
 
 METRICS = ('fpr95', 'auc', 'accuracy', 'precision', 'recall')
+KINDS = ('moving', 'moving_zero_debiased', 'precise')
 
 
 def scores_path(out, step):
@@ -76,30 +80,48 @@ def main(_):
   if os.path.exists(FLAGS.out):
     with open(FLAGS.out) as f:
       results = json.load(f)
+  rule = bn_moving.rule(config)
   for step in steps:
-    if str(step) in results:
+    entry = results.get(str(step), {})
+    convert = rule == 'plain' and 'moving_zero_debiased' not in entry
+    if entry and not convert:
       continue
     t0 = time.time()
-    variables, _ = checkpoints.load_variables(ckpt_dir, step)
+    full, _ = checkpoints.load_variables(ckpt_dir, step)
     # Only the inference subtree is scored, so only its layers are recalibrated.
-    variables = pruning.inference_variables(variables, model)
-    precise = bn_recalibration.for_run(model, variables, train, config, mesh)
-    moving = scoring.evaluate_splits(model, variables, tests, 256, mesh, return_scores=True)
-    recal = scoring.evaluate_splits(model, dict(variables, batch_stats=precise), tests, 256,
-                                    mesh, return_scores=True)
-    entry = {'moving': row(moving), 'precise': row(recal),
-             'bn': bn_recalibration.settings(config), 'sample': FLAGS.sample,
-             'seed': FLAGS.seed}
-    np.savez(scores_path(FLAGS.out, step),
-             **{f'moving/{s}': v for s, v in moving['scores'].items()},
-             **{f'precise/{s}': v for s, v in recal['scores'].items()})
+    variables = pruning.inference_variables(full, model)
+    scores = {}
+    if not entry:
+      precise = bn_recalibration.for_run(model, variables, train, config, mesh)
+      moving = scoring.evaluate_splits(model, variables, tests, 256, mesh,
+                                       return_scores=True)
+      recal = scoring.evaluate_splits(model, dict(variables, batch_stats=precise), tests,
+                                      256, mesh, return_scores=True)
+      entry = {'moving': row(moving), 'precise': row(recal), 'moving_rule': rule,
+               'bn': bn_recalibration.settings(config), 'sample': FLAGS.sample,
+               'seed': FLAGS.seed}
+      scores.update({f'moving/{s}': v for s, v in moving['scores'].items()})
+      scores.update({f'precise/{s}': v for s, v in recal['scores'].items()})
+    if convert:
+      stats = bn_moving.plain_to_zero_debiased(
+          variables['batch_stats'], step, bn_moving.updates_per_step(model, full))
+      debiased = scoring.evaluate_splits(model, dict(variables, batch_stats=stats), tests,
+                                         256, mesh, return_scores=True)
+      entry.update(moving_rule='plain', moving_zero_debiased=row(debiased))
+      scores.update({f'moving_zero_debiased/{s}': v
+                     for s, v in debiased['scores'].items()})
+    path = scores_path(FLAGS.out, step)
+    if os.path.exists(path):
+      with np.load(path) as old:
+        scores = dict(old, **scores)
+    np.savez(path, **scores)
     results[str(step)] = entry
     with open(FLAGS.out + '.tmp', 'w') as f:
       json.dump(results, f, indent=1)
     os.replace(FLAGS.out + '.tmp', FLAGS.out)
     print(f'step {step} ({time.time() - t0:.0f} s)', *(
         f'{kind}: ' + ' '.join(f'{s} {entry[kind][s]["fpr95"]:.1f}' for s in tests)
-        for kind in ('moving', 'precise')), sep='\n  ', flush=True)
+        for kind in KINDS if kind in entry), sep='\n  ', flush=True)
 
 
 if __name__ == '__main__':

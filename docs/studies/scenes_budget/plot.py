@@ -21,7 +21,15 @@ CATEGORIES = ('field', 'forest', 'indoor', 'mountain')
 # Official Keras run of the same recipe (REFERENCE / README "Real-data check"),
 # BatchNorm moving averages, full categories.
 KERAS = {487: (23.78, 17.98, 19.10, 19.67), 974: (62.55, 1.98, 4.99, 4.56)}
-STATS = {'moving': 'moving averages', 'precise': 'precise BN'}
+KINDS = ('moving', 'moving_zero_debiased', 'precise')
+
+
+def kind_label(entry, kind):
+  """Which statistics a curve entry's `kind` scored (old entries: plain rule)."""
+  if kind == 'precise':
+    return 'precise BN'
+  rule = 'zero_debiased' if kind == 'moving_zero_debiased' else entry.get('moving_rule', 'plain')
+  return {'plain': 'moving averages, plain', 'zero_debiased': 'moving averages, zero-debiased'}[rule]
 
 
 def load(spec):
@@ -33,13 +41,18 @@ def load(spec):
 def plot(runs, path):
   fig, axes = plt.subplots(1, len(CATEGORIES), figsize=(4 * len(CATEGORIES), 3.6),
                            sharey=True)
-  styles = {'moving': '--', 'precise': '-'}
+  styles = {'moving averages, plain': ':', 'moving averages, zero-debiased': '--',
+            'precise BN': '-'}
   for ax, cat in zip(axes, CATEGORIES):
     for i, (label, curve) in enumerate(runs):
       steps = sorted(curve)
-      for kind, style in styles.items():
-        ax.plot(steps, [curve[s][kind][cat]['fpr95'] for s in steps], style,
-                color=f'C{i}', marker='.', label=f'{label}, {STATS[kind]}')
+      for kind in KINDS:
+        have = [s for s in steps if kind in curve[s]]
+        if not have:
+          continue
+        stats = kind_label(curve[have[0]], kind)
+        ax.plot(have, [curve[s][kind][cat]['fpr95'] for s in have], styles[stats],
+                color=f'C{i}', marker='.', label=f'{label}, {stats}')
     ax.plot(list(KERAS), [v[CATEGORIES.index(cat)] for v in KERAS.values()], 'k*',
             markersize=11, label='official Keras (moving averages)')
     ax.axhline(95, color='grey', lw=0.6, ls=':')
@@ -60,9 +73,10 @@ def table(runs, full):
                  + ' | '.join(f'{v:.2f}' for v in vals) + f' | {sum(vals) / len(vals):.2f} |')
   for label, curve in [(runs[0][0], full)] + runs:
     for step in sorted(curve):
-      for kind in ('moving', 'precise'):
+      for kind in (k for k in KINDS if k in curve[step]):
         vals = [curve[step][kind][c]['fpr95'] for c in CATEGORIES]
-        lines.append(f'| {label} | {STATS[kind]} | {step} | {curve[step]["sample"] or "all"} | '
+        lines.append(f'| {label} | {kind_label(curve[step], kind)} | {step} | '
+                     f'{curve[step]["sample"] or "all"} | '
                      + ' | '.join(f'{v:.2f}' for v in vals)
                      + f' | {sum(vals) / len(vals):.2f} |')
   return '\n'.join(lines) + '\n'
