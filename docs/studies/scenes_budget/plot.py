@@ -60,8 +60,9 @@ def plot(runs, path):
     ax.set_xlabel('training step')
     ax.grid(alpha=0.3)
   axes[0].set_ylabel('FPR95 (%)')
-  axes[0].legend(fontsize=7, loc='upper right')
-  fig.tight_layout()
+  handles, labels = axes[0].get_legend_handles_labels()
+  fig.legend(handles, labels, fontsize=8, loc='lower center', ncol=3, frameon=False)
+  fig.tight_layout(rect=(0, 0.16, 1, 1))
   fig.savefig(path, dpi=110)
 
 
