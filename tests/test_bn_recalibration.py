@@ -104,9 +104,17 @@ def test_settings_auto_follow_the_protocol():
   c = default.get_config()
   assert c.bn_recalibration.batches == -1
   assert bn_recalibration.settings(c) == {'batches': 16, 'batch_size': 64,
-                                          'augment': False}
+                                          'augment': False,
+                                          'moving_average': 'zero_debiased'}
   c.protocol = 'paper'
   assert bn_recalibration.settings(c)['batches'] == 0
+  # Moving averages scored: the reports name the rule they were kept by.
+  assert bn_recalibration.describe(bn_recalibration.settings(c)) == (
+      'BatchNorm moving averages (momentum 0.99, zero-debiased as Keras 2.2 on TF 1.x)')
+  c.bn_moving_average = 'plain'
+  assert 'plain average from 0 / 1' in bn_recalibration.describe(
+      bn_recalibration.settings(c))
+  c.bn_moving_average = 'zero_debiased'
   # The official training recipe does not decide the statistics: the protocol does.
   default.apply_paper_protocol(c)
   c.protocol = 'clean'
