@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rrl_jax.models.layers import BATCH_MOMENTS, BatchNorm
+from rrl_jax.training.workdir import LEGACY_VALUES
 
 RULES = ('zero_debiased', 'plain')
 DESCRIPTIONS = {
@@ -38,8 +39,8 @@ _START = {'mean': 0.0, 'var': 1.0}  # BatchNorm's initial moving statistics.
 
 
 def rule(config) -> str:
-  """The run's rule; runs saved before the option existed used 'plain'."""
-  return config.get('bn_moving_average', 'plain')
+  """The run's rule; a config saved before the option existed gets the rule it ran with."""
+  return config.get('bn_moving_average', LEGACY_VALUES['bn_moving_average'])
 
 
 def _path_keys(path) -> tuple:

@@ -81,6 +81,7 @@ def main(_):
     with open(FLAGS.out) as f:
       results = json.load(f)
   rule = bn_moving.rule(config)
+  counts = None  # Moving-average updates per step of each layer: the model's, not the step's.
   for step in steps:
     entry = results.get(str(step), {})
     convert = rule == 'plain' and 'moving_zero_debiased' not in entry
@@ -103,11 +104,11 @@ def main(_):
       scores.update({f'moving/{s}': v for s, v in moving['scores'].items()})
       scores.update({f'precise/{s}': v for s, v in recal['scores'].items()})
     if convert:
-      stats = bn_moving.plain_to_zero_debiased(
-          variables['batch_stats'], step, bn_moving.updates_per_step(model, full))
+      counts = counts or bn_moving.updates_per_step(model, full)
+      stats = bn_moving.plain_to_zero_debiased(variables['batch_stats'], step, counts)
       debiased = scoring.evaluate_splits(model, dict(variables, batch_stats=stats), tests,
                                          256, mesh, return_scores=True)
-      entry.update(moving_rule='plain', moving_zero_debiased=row(debiased))
+      entry.update(moving_rule=rule, moving_zero_debiased=row(debiased))
       scores.update({f'moving_zero_debiased/{s}': v
                      for s, v in debiased['scores'].items()})
     path = scores_path(FLAGS.out, step)
