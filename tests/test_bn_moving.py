@@ -2,6 +2,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from rrl_jax.training import bn_moving
 from tests.train_helpers import tiny_config
@@ -29,12 +30,25 @@ def plain_ema(values, start, momentum=M):
   return v
 
 
+def tf1_shared_layer(values, momentum=M):
+  """A layer called k times per step under TF 1.x: one shadow per call.
+
+  `_zero_debias` gives each call its own 'biased' / 'local_step' pair
+  (unique names), and each call assigns its debiased value to the one
+  variable; the last call's assignment is the one kept.
+  """
+  per_call = [tf1_zero_debiased(values[:, j], momentum) for j in range(values.shape[1])]
+  return [per_call[-1][s] for s in range(len(values))]
+
+
 def test_update_follows_tf1_zero_debias_for_layers_called_once_and_twice():
   rng = np.random.default_rng(0)
   steps = 40
-  # 'once' is applied once per step, 'twice' twice (a shared layer): 2 updates.
+  # 'once' is applied once per step, 'twice' twice (a shared layer, e.g. one
+  # encoder on both spectra): the two calls see different statistics.
   once = rng.normal(3.0, 1.0, (steps, 5))
-  twice = rng.gamma(2.0, 0.01, (steps, 2, 5))
+  twice = np.stack([rng.gamma(2.0, 0.01, (steps, 5)),
+                    rng.gamma(2.0, 0.05, (steps, 5))], axis=1)
   stats = {'once': {'mean': jnp.zeros(5)}, 'twice': {'var': jnp.ones(5)}}
   update = jax.jit(bn_moving.zero_debiased_update)
   for s in range(steps):
@@ -43,13 +57,16 @@ def test_update_follows_tf1_zero_debias_for_layers_called_once_and_twice():
     stats = update(stats, moments, jnp.int32(s))
     if s == 0:  # The first update replaces the start values entirely.
       np.testing.assert_allclose(stats['once']['mean'], once[0], rtol=1e-6)
+    np.testing.assert_allclose(stats['twice']['var'], tf1_shared_layer(twice)[s],
+                               rtol=2e-6)
   np.testing.assert_allclose(stats['once']['mean'], tf1_zero_debiased(once)[-1],
                              rtol=2e-6)
-  np.testing.assert_allclose(stats['twice']['var'],
-                             tf1_zero_debiased(twice.reshape(-1, 5))[-1], rtol=2e-6)
-  # The plain average still carries the start value 1 * 0.99**80 = 0.45 in the
+  # One sequence of 2 x 40 updates (flax's way for a shared layer) is not it.
+  interleaved = tf1_zero_debiased(twice.reshape(-1, 5))[-1]
+  assert np.all(np.abs(interleaved / np.asarray(stats['twice']['var']) - 1) > 0.1)
+  # The plain average still carries the start value 1 * 0.99**40 = 0.67 in the
   # variance: the rules differ where it matters.
-  assert np.all(plain_ema(twice.reshape(-1, 5), 1.0) > 5 * np.asarray(stats['twice']['var']))
+  assert np.all(plain_ema(twice[:, -1], 1.0) > 3 * np.asarray(stats['twice']['var']))
 
 
 def test_plain_statistics_convert_to_zero_debiased():
@@ -65,6 +82,9 @@ def test_plain_statistics_convert_to_zero_debiased():
   assert np.all(plain['bn']['var'] > 3 * got['bn']['var'])
   same = bn_moving.plain_to_zero_debiased(plain, 0, {})
   np.testing.assert_array_equal(same['bn']['var'], np.float32(plain['bn']['var']))
+  # A layer applied twice per step: plain averaged both calls, TF 1.x kept one.
+  with pytest.raises(ValueError, match='times per step cannot be converted.*: bn'):
+    bn_moving.plain_to_zero_debiased(plain, 487, {('bn', 'mean'): 2, ('bn', 'var'): 2})
 
 
 def test_updates_per_step_counts_shared_layers_twice():

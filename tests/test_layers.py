@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rrl_jax.models import layers
-from rrl_jax.models.layers import BatchNorm, upsample_bilinear_x2
+from rrl_jax.models.layers import BATCH_MOMENTS, BatchNorm, upsample_bilinear_x2
 
 
 def test_upsample_follows_tf1_rule_not_half_pixel():
@@ -36,7 +36,14 @@ def test_batchnorm_keras_epsilon_momentum_and_unbiased_update():
   n = 4 * 3 * 3
   stats = updates['batch_stats']
   np.testing.assert_allclose(stats['mean'], 0.01 * mean, rtol=1e-5)
-  np.testing.assert_allclose(stats['var'], 0.99 + 0.01 * var * n / (n - 1), rtol=1e-5)
+  np.testing.assert_allclose(stats['var'], 0.99 + 0.01 * var * n / (n - 1.001), rtol=1e-5)
+  # The variance fed to the moving average is Keras 2.2's n / (n - 1 - epsilon)
+  # times the biased one, not Bessel's n / (n - 1): 0.1 % apart at n = 2.
+  pair = x[:2, :1, :1]
+  _, sown = bn.apply(variables, pair, train=True, mutable=['batch_stats', BATCH_MOMENTS])
+  (fed,) = sown[BATCH_MOMENTS]['var']
+  np.testing.assert_allclose(fed, pair.var((0, 1, 2), dtype=np.float64) * 2 / 0.999,
+                             rtol=2e-6)
   # Inference mode uses the moving statistics with epsilon 1e-3.
   y_inf = bn.apply(variables, x, train=False)
   np.testing.assert_allclose(np.asarray(y_inf), x / np.sqrt(1 + 1e-3), rtol=1e-6)

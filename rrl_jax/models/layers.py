@@ -31,8 +31,9 @@ class BatchNorm(nn.Module):
   """Keras 2.2 BatchNormalization over the last axis.
 
   Normalises with the biased batch variance (training) or the moving statistics
-  (inference); the moving variance is updated with the *unbiased* batch variance
-  n / (n - 1), as Keras 2.2 / TF 1.x did. Statistics are always float32 and are
+  (inference); the moving variance is fed the batch variance times
+  n / (n - 1 - epsilon), Keras 2.2's "unbiased" estimate (its
+  normalization.py). Statistics are always float32 and are
   taken over the whole (global) batch, so data-parallel jit equals one device.
   """
   momentum: float = 0.99
@@ -90,7 +91,9 @@ class BatchNorm(nn.Module):
         ('batch_stats', 'var')))
 
   def _update_moving(self, moving_mean, moving_var, mean, var, n):
-    unbiased = var * (n / max(n - 1, 1))
+    # Keras 2.2 multiplies by n / (n - (1 + epsilon)), not Bessel's n / (n - 1)
+    # (a single value, n = 1, is fed as it is rather than times -1000).
+    unbiased = var * (n / (n - 1.0 - self.epsilon)) if n > 1 else var
     # The batch moments the moving averages are fed with, for precise-BN
     # population statistics (rrl_jax/training/bn_recalibration.py); a no-op unless the
     # BATCH_MOMENTS collection is mutable.

@@ -10,7 +10,11 @@ itself this is the recurrence
     v_t = v_{t-1} + (x_t - v_{t-1}) * (1 - momentum) / (1 - momentum**t),
 
 which `zero_debiased_update` applies in the train step ('zero_debiased', the
-default). tf.keras 2.x and flax keep the plain average started at 0 / 1
+default). A layer applied k times per step (shared branches) gets, in TF 1.x, one
+shadow average and one counter per call (`_zero_debias` makes them unique:
+'biased', 'biased_1', ...), and every call assigns its own debiased value to the
+same variable; the updates are grouped without an order, so one call's average
+survives each step. We keep the last call's, with t counting steps. tf.keras 2.x and flax keep the plain average started at 0 / 1
 ('plain': `rrl_jax.models.layers.BatchNorm` computes it), where the start
 value still weighs momentum**t: 0.75 % after 487 steps, which adds 0.0075 to
 every moving variance -- many times the true variance of the deeper layers, so
@@ -61,22 +65,18 @@ def zero_debiased_update(batch_stats, moments, steps_done: jax.Array,
     batch_stats: the moving statistics before the step.
     moments: the step's BATCH_MOMENTS collection: for every layer, 'mean' and
       'var' as tuples of the k batch moments it fed its moving averages, in
-      call order (k > 1 for a layer applied k times per step).
-    steps_done: train steps completed before this one (TrainState.step); the
-      layer's update count is steps_done * k + j for its j-th call.
+      call order (k > 1 for a layer applied k times per step; the last call's
+      average is the one kept, as the module docstring explains).
+    steps_done: train steps completed before this one (TrainState.step).
     momentum: the BatchNorm momentum.
   """
   m = jnp.float32(momentum)
+  t = (steps_done + 1).astype(jnp.float32)
+  rate = (1.0 - m) / (1.0 - jnp.power(m, t))
 
   def update(path, v):
-    keys = _path_keys(path)
-    xs = _lookup(moments, keys)
-    k = len(xs)
-    for j, x in enumerate(xs, start=1):
-      t = (steps_done * k + j).astype(jnp.float32)
-      rate = (1.0 - m) / (1.0 - jnp.power(m, t))
-      v = v + (x - v) * rate
-    return v
+    x = _lookup(moments, _path_keys(path))[-1]
+    return v + (x - v) * rate
 
   return jax.tree_util.tree_map_with_path(update, batch_stats)
 
@@ -108,14 +108,22 @@ def plain_to_zero_debiased(batch_stats, steps: int, counts: Mapping[tuple, int],
 
   Plain after t updates: momentum**t * start + S_t, with S_t the zero-started
   average; zero-debiased: S_t / (1 - momentum**t). `counts` is
-  `updates_per_step`. steps = 0 returns the statistics unchanged.
+  `updates_per_step`; a layer applied more than once per step cannot be
+  converted (plain averages all its calls, TF 1.x keeps one call's), which is
+  an error. steps = 0 returns the statistics unchanged.
   """
   if steps <= 0:
     return jax.tree.map(lambda v: np.asarray(v, np.float32), batch_stats)
+  shared = sorted('/'.join(map(str, k[:-1])) for k, n in counts.items() if n > 1)
+  if shared:
+    raise ValueError(
+        f'BatchNorm layers applied {max(counts.values())} times per step cannot be '
+        f'converted from the plain rule (it averages all their calls; TF 1.x keeps '
+        f'one call\'s average): {", ".join(dict.fromkeys(shared))}.')
 
   def convert(path, v):
     keys = _path_keys(path)
-    decay = float(momentum) ** (steps * counts[keys])
+    decay = float(momentum) ** steps
     v = np.asarray(v, np.float64)
     return ((v - decay * _START[keys[-1]]) / (1.0 - decay)).astype(np.float32)
 
