@@ -49,7 +49,14 @@ def scores_path(out, step):
 
 
 def test_samples(config, size, seed):
-  """(run data, {split: (patches, labels)} fixed samples of the run's test splits)."""
+  """(run data, {split: (patches, labels)} fixed samples of the run's test splits).
+
+  The samples are drawn from every pair of each split, also for a run whose
+  dataset.test_max_pairs scored fewer (size 0 = every pair; the same size and
+  seed give the run's own sample).
+  """
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.dataset.test_max_pairs = 0
   run_data = splits.load_data(config)  # the run's own training pairs and test splits
   return run_data, {s: splits.sample_pairs(*pl, size, seed) for s, pl in run_data['test'].items()}
 
