@@ -10,11 +10,13 @@ itself this is the recurrence
     v_t = v_{t-1} + (x_t - v_{t-1}) * (1 - momentum) / (1 - momentum**t),
 
 which `zero_debiased_update` applies in the train step ('zero_debiased', the
-default). A layer applied k times per step (shared branches) gets, in TF 1.x, one
-shadow average and one counter per call (`_zero_debias` makes them unique:
-'biased', 'biased_1', ...), and every call assigns its own debiased value to the
-same variable; the updates are grouped without an order, so one call's average
-survives each step. We keep the last call's, with t counting steps. tf.keras 2.x and flax keep the plain average started at 0 / 1
+default). A layer applied k times per step (shared branches) gets, in TF 1.x,
+one shadow average and one counter per call (`_zero_debias` makes them unique:
+'biased', 'biased_1', ...), and every call assigns its own debiased value to
+the same variable; the updates are grouped without an order, so one call's
+average survives each step. We keep the last call's, with t counting steps.
+
+tf.keras 2.x and flax keep the plain average started at 0 / 1
 ('plain': `rrl_jax.models.layers.BatchNorm` computes it), where the start
 value still weighs momentum**t: 0.75 % after 487 steps, which adds 0.0075 to
 every moving variance -- many times the true variance of the deeper layers, so

@@ -5,8 +5,8 @@ run, and inference uses them. `recalibrate` replaces every BatchNorm layer's
 moving mean and variance by the exact average, over K batches, of the batch
 mean and the batch variance the layer computes in training mode, with the
 weights frozen and no EMA. The variance is the one the moving variance is fed
-with (Keras 2.2: n / (n - 1 - epsilon) x the biased one; rrl_jax/models/layers.py), so recalibrated
-statistics are drop-in `batch_stats`.
+with (Keras 2.2: n / (n - 1 - epsilon) x the biased one;
+rrl_jax/models/layers.py), so recalibrated statistics are drop-in `batch_stats`.
 
 The forward pass is one jitted function over the Mesh the train step uses: each
 batch is a global batch sharded on 'data' (every process passes its own rows,
