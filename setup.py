@@ -29,7 +29,7 @@ setup(
         'flatbuffers>=24.3',  # jax.export serialization (launch.export)
     ],
     extras_require={
-        'test': ['pytest>=8', 'pytest-xdist>=3.5'],
+        'test': ['pytest>=8', 'pytest-xdist>=3.8'],
         'cuda': ['jax[cuda12]'],
         'tpu': ['jax[tpu]'],
     },

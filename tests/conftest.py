@@ -1,11 +1,20 @@
 """Shared test fixtures: compiled models and converted weights are built once per session."""
 import os
 
-import jax
-import numpy as np
-import pytest
+from tests.train_helpers import CACHE
 
-from rrl_jax import xla_cpu
+# One persistent compilation cache for every test and every subprocess a test
+# starts (they inherit the environment): many tests compile the same programs
+# (the tiny train step above all), and compiling is most of the suite's time on
+# a 2-core CPU. Set before jax is imported, so jax reads it as its defaults.
+os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', CACHE)
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.5')
+
+import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from rrl_jax import xla_cpu  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # The same XLA:CPU convolution runtime as every entry point (launch/*.py), set
 # before the backend starts; subprocesses inherit it, so runs through
@@ -55,3 +64,19 @@ def tiny_checkpoint(tmp_path_factory):
 @pytest.fixture(scope='session')
 def keras_outputs():
   return dict(np.load(require_path(KERAS_OUTPUTS)))
+
+
+def pytest_collection_modifyitems(items):
+  """Modules marked `heavy` (whole training runs, subprocesses) run first.
+
+  Longest first, by each module's `heavy(seconds=...)` estimate. Under
+  README's `pytest -n 2 --dist loadfile` (with `--no-loadscope-reorder` from
+  pytest.ini) the two workers take modules in this order, so the long ones
+  start early and the short ones fill the end: both workers finish together
+  instead of one waiting on a long module started last.
+  """
+  def expected_seconds(item):
+    mark = item.get_closest_marker('heavy')
+    return mark.kwargs['seconds'] if mark else 0
+  items.sort(key=lambda item: -expected_seconds(item))
+

@@ -2,7 +2,12 @@
 import json
 import os
 
+import pytest
+
 from launch import accelerator_check as acc
+
+# About 70 s on the 2-core CPU machine: scheduled first (conftest.py).
+pytestmark = pytest.mark.heavy(seconds=70)
 
 
 def test_peak_table_matches_device_kinds():

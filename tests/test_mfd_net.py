@@ -16,6 +16,9 @@ import keras_baselines as kb
 from rrl_jax.models import mfd_net
 from rrl_jax.pruning import count_parameters
 
+# About 90 s on the 2-core CPU machine: scheduled first (conftest.py).
+pytestmark = pytest.mark.heavy(seconds=90)
+
 MODEL = mfd_net.MFDNet()
 SMALL = mfd_net.MFDNet(feature_widths=(4, 4, 8, 8, 8), diff_widths=(4, 8, 8, 8, 8, 8),
                        fuse_width=8, head_hidden=(8, 4))

@@ -1,7 +1,12 @@
 """4 fake CPU devices == 1 device on the same global batches (SGD, augmentation on)."""
 import json
 
+import pytest
+
 from tests.train_helpers import CACHE, run_python
+
+# About 155 s on the 2-core CPU machine: scheduled first (conftest.py).
+pytestmark = pytest.mark.heavy(seconds=155)
 
 SCRIPT = r'''
 import json, sys

@@ -9,6 +9,9 @@ from rrl_jax.models import RRLNet, get_model, model_config, model_from_config
 
 from conftest import SMALL_MODEL
 
+# About 85 s on the 2-core CPU machine: scheduled first (conftest.py).
+pytestmark = pytest.mark.heavy(seconds=85)
+
 
 def _abstract_variables(model, **kw):
   x = jax.ShapeDtypeStruct((2, 64, 64, 1), jnp.float32)

@@ -7,8 +7,9 @@ import tempfile
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# One persistent compilation cache for every training test (and subprocess):
-# the tiny model compiles once, later runs load it.
+# One persistent compilation cache for the whole test session and its
+# subprocesses (conftest.py turns it on for every test; training configs name
+# it too): a program compiles once, later tests load it.
 CACHE = os.path.join(tempfile.gettempdir(), 'rrl_jax_test_jax_cache')
 
 
