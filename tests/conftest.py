@@ -1,25 +1,26 @@
 """Shared test fixtures: compiled models and converted weights are built once per session."""
 import os
 
+import jax
+import numpy as np
+import pytest
+
+from rrl_jax import xla_cpu
+from rrl_jax.training.workdir import MIN_CACHED_COMPILE_SECS, enable_compilation_cache
 from tests.train_helpers import CACHE
-
-# One persistent compilation cache for every test and every subprocess a test
-# starts (they inherit the environment): many tests compile the same programs
-# (the tiny train step above all), and compiling is most of the suite's time on
-# a 2-core CPU. Set before jax is imported, so jax reads it as its defaults.
-os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', CACHE)
-os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.5')
-
-import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
-import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-from rrl_jax import xla_cpu  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # The same XLA:CPU convolution runtime as every entry point (launch/*.py), set
 # before the backend starts; subprocesses inherit it, so runs through
 # `python -m launch.main` and in-process runs compute identically.
 xla_cpu.apply_xla_flags()
+
+# One persistent compilation cache for every test, and through the environment
+# for every subprocess a test starts: many tests compile the same programs (the
+# tiny train step above all), and compiling is most of the suite's time on a
+# 2-core CPU.
+enable_compilation_cache(os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', CACHE))
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS',
+                      str(MIN_CACHED_COMPILE_SECS))
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.abspath(os.path.join(REPO, '..', 'shared'))
@@ -79,4 +80,3 @@ def pytest_collection_modifyitems(items):
     mark = item.get_closest_marker('heavy')
     return mark.kwargs['seconds'] if mark else 0
   items.sort(key=lambda item: -expected_seconds(item))
-

@@ -6,7 +6,6 @@ import pytest
 
 from launch import accelerator_check as acc
 
-# About 70 s on the 2-core CPU machine: scheduled first (conftest.py).
 pytestmark = pytest.mark.heavy(seconds=70)
 
 

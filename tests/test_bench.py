@@ -11,7 +11,6 @@ import pytest
 
 from launch import bench
 
-# About 250 s on the 2-core CPU machine: scheduled first (conftest.py).
 pytestmark = pytest.mark.heavy(seconds=250)
 
 SMALL = dict(widths=(4, 8, 8, 16, 16), head_hidden=(16, 8))

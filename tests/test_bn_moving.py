@@ -7,7 +7,6 @@ import pytest
 from rrl_jax.training import bn_moving
 from tests.train_helpers import tiny_config
 
-# About 115 s on the 2-core CPU machine: scheduled first (conftest.py).
 pytestmark = pytest.mark.heavy(seconds=115)
 
 M = 0.99

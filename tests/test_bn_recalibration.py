@@ -14,7 +14,6 @@ from rrl_jax.training.step import make_mesh
 from tests.conftest import SMALL_MODEL
 from tests.train_helpers import run_python
 
-# About 190 s on the 2-core CPU machine: scheduled first (conftest.py).
 pytestmark = pytest.mark.heavy(seconds=190)
 
 MODEL = RRLNet(**SMALL_MODEL)

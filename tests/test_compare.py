@@ -7,7 +7,6 @@ import pytest
 from launch import compare
 from train_helpers import CACHE, REPO, run_python
 
-# About 110 s on the 2-core CPU machine: scheduled first (conftest.py).
 pytestmark = pytest.mark.heavy(seconds=110)
 
 TEST_CONFIG = os.path.join(REPO, 'configs', 'default.py') + ':test'

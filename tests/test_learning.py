@@ -12,7 +12,6 @@ import pytest
 from rrl_jax.training import train
 from tests.train_helpers import tiny_config
 
-# About 160 s on the 2-core CPU machine: scheduled first (conftest.py).
 pytestmark = pytest.mark.heavy(seconds=160)
 
 CHANCE_FPR95 = 95.0

@@ -12,7 +12,6 @@ from launch import match
 from rrl_jax.models import RRLNet
 from eval_helpers import TINY, random_variables, save_tiny_checkpoint
 
-# About 55 s on the 2-core CPU machine: scheduled first (conftest.py).
 pytestmark = pytest.mark.heavy(seconds=55)
 
 

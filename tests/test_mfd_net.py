@@ -16,7 +16,6 @@ import keras_baselines as kb
 from rrl_jax.models import mfd_net
 from rrl_jax.pruning import count_parameters
 
-# About 90 s on the 2-core CPU machine: scheduled first (conftest.py).
 pytestmark = pytest.mark.heavy(seconds=90)
 
 MODEL = mfd_net.MFDNet()

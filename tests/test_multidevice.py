@@ -5,7 +5,6 @@ import pytest
 
 from tests.train_helpers import CACHE, run_python
 
-# About 155 s on the 2-core CPU machine: scheduled first (conftest.py).
 pytestmark = pytest.mark.heavy(seconds=155)
 
 SCRIPT = r'''

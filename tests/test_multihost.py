@@ -10,7 +10,6 @@ import pytest
 
 from tests.train_helpers import REPO, max_abs_diff, run_python
 
-# About 180 s on the 2-core CPU machine: scheduled first (conftest.py).
 pytestmark = pytest.mark.heavy(seconds=180)
 
 SCRIPT = r'''

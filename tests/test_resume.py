@@ -11,7 +11,6 @@ from rrl_jax.training import train
 from tests.train_helpers import config_flags_for, max_abs_diff, params_of
 from tests.train_helpers import run_python, tiny_config
 
-# About 320 s on the 2-core CPU machine: scheduled first (conftest.py).
 pytestmark = pytest.mark.heavy(seconds=320)
 
 N = 4

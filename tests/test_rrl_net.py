@@ -9,7 +9,6 @@ from rrl_jax.models import RRLNet, get_model, model_config, model_from_config
 
 from conftest import SMALL_MODEL
 
-# About 85 s on the 2-core CPU machine: scheduled first (conftest.py).
 pytestmark = pytest.mark.heavy(seconds=85)
 
 

@@ -19,7 +19,6 @@ from rrl_jax.training import optim
 from rrl_jax.models import RRLNet
 from conftest import KERAS_FIXTURES, require_path
 
-# About 65 s on the 2-core CPU machine: scheduled first (conftest.py).
 pytestmark = pytest.mark.heavy(seconds=65)
 
 REPLAY = os.path.join(KERAS_FIXTURES, 'train_replay_seed0.npz')

@@ -19,7 +19,6 @@ from rrl_jax.training import optim
 from rrl_jax.training import step as train_step
 from rrl_jax.models import variants
 
-# About 420 s on the 2-core CPU machine: scheduled first (conftest.py).
 pytestmark = pytest.mark.heavy(seconds=420)
 
 MODULES = {'scfdm': 'scfdm', 'afd_net': 'afd_net', 'mfd_net': 'mfd_net',

@@ -97,6 +97,10 @@ def check_and_save_config(config, workdir: str, allow_change: bool) -> None:
   save_config(config, workdir)
 
 
+# Programs that compile faster than this are not written to the cache.
+MIN_CACHED_COMPILE_SECS = 0.5
+
+
 def enable_compilation_cache(path: str) -> None:
   """Turns on JAX's persistent compilation cache ('' or 'none': off)."""
   if not path or path.lower() == 'none':
@@ -104,7 +108,7 @@ def enable_compilation_cache(path: str) -> None:
   path = os.path.abspath(os.path.expanduser(path))
   os.makedirs(path, exist_ok=True)
   jax.config.update('jax_compilation_cache_dir', path)
-  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', MIN_CACHED_COMPILE_SECS)
 
 
 # ----------------------------------------------------------------------------
