@@ -22,6 +22,17 @@ enable_compilation_cache(os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', CACH
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS',
                       str(MIN_CACHED_COMPILE_SECS))
 
+# Compiling is still most of the suite's time, so tests compile with JAX's
+# jax_disable_most_optimizations (XLA backend optimisation level 0: about 0.6x
+# the compile time; results move in the last float32 bits). Modules marked
+# `full_optimization` (numbers compared with Keras', the learning run) compile
+# as users' runs do. JAX_DISABLE_MOST_OPTIMIZATIONS=0 runs the whole suite so.
+# Subprocesses inherit the setting through the environment.
+os.environ.setdefault('JAX_DISABLE_MOST_OPTIMIZATIONS', '1')
+_DISABLE_MOST = 'jax_disable_most_optimizations'
+jax.config.update(_DISABLE_MOST, os.environ['JAX_DISABLE_MOST_OPTIMIZATIONS']
+                  not in ('0', 'false', 'False', 'no', 'off'))
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.abspath(os.path.join(REPO, '..', 'shared'))
 KERAS_FIXTURES = os.path.join(SHARED, 'fixtures', 'keras_rrl')
@@ -41,6 +52,28 @@ def require_path(path: str):
   if not os.path.exists(path):
     pytest.skip(f'{path} is absent: this test needs ../shared beside the repository.')
   return path
+
+
+@pytest.fixture(scope='module', autouse=True)
+def xla_optimizations(request):
+  """Default XLA optimisations for a module marked `full_optimization`.
+
+  Its subprocesses too. In-memory compiled programs are dropped on the way in and out, so none
+  compiled at the other level is reused (the persistent cache keys on it).
+  """
+  if request.node.get_closest_marker('full_optimization') is None:
+    yield
+    return
+  before = jax.config.read(_DISABLE_MOST), os.environ['JAX_DISABLE_MOST_OPTIMIZATIONS']
+  jax.clear_caches()
+  jax.config.update(_DISABLE_MOST, False)
+  os.environ['JAX_DISABLE_MOST_OPTIMIZATIONS'] = '0'  # and its subprocesses
+  try:
+    yield
+  finally:
+    jax.config.update(_DISABLE_MOST, before[0])
+    os.environ['JAX_DISABLE_MOST_OPTIMIZATIONS'] = before[1]
+    jax.clear_caches()
 
 
 @pytest.fixture(scope='session')

@@ -6,7 +6,7 @@ import pytest
 
 from launch import accelerator_check as acc
 
-pytestmark = pytest.mark.heavy(seconds=70)
+pytestmark = pytest.mark.heavy(seconds=65)
 
 
 def test_peak_table_matches_device_kinds():

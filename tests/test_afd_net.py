@@ -9,6 +9,8 @@ from rrl_jax.models import afd_net
 from rrl_jax.models.afd_net import AFDNet, ConvBNReLU, InstanceNorm
 from rrl_jax.pruning import count_parameters
 
+pytestmark = pytest.mark.full_optimization
+
 MODEL = AFDNet()
 SMALL = AFDNet(widths=(4, 8, 8, 16), head_hidden=(16, 8))
 # Our output name -> Keras output index (out<i>, train_out<i>).

@@ -11,7 +11,7 @@ import pytest
 
 from launch import bench
 
-pytestmark = pytest.mark.heavy(seconds=250)
+pytestmark = pytest.mark.heavy(seconds=175)
 
 SMALL = dict(widths=(4, 8, 8, 16, 16), head_hidden=(16, 8))
 

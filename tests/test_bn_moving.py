@@ -7,7 +7,7 @@ import pytest
 from rrl_jax.training import bn_moving
 from tests.train_helpers import tiny_config
 
-pytestmark = pytest.mark.heavy(seconds=115)
+pytestmark = pytest.mark.heavy(seconds=80)
 
 M = 0.99
 

@@ -12,9 +12,9 @@ from rrl_jax.training.augment import default_augment_config
 from rrl_jax.models import RRLNet
 from rrl_jax.training.step import make_mesh
 from tests.conftest import SMALL_MODEL
-from tests.train_helpers import run_python
+from tests.train_helpers import cpu_devices_env, run_python
 
-pytestmark = pytest.mark.heavy(seconds=190)
+pytestmark = pytest.mark.heavy(seconds=125)
 
 MODEL = RRLNet(**SMALL_MODEL)
 
@@ -155,8 +155,7 @@ print('RESULT ' + json.dumps(out))
 
 def test_four_devices_give_the_statistics_of_one(tmp_path):
   proc = run_python(['-c', SCRIPT],
-                    env={'XLA_FLAGS': '--xla_force_host_platform_device_count=4',
-                         'JAX_PLATFORMS': 'cpu'})
+                    env=cpu_devices_env(4))
   assert proc.returncode == 0, proc.stderr[-4000:]
   line = [l for l in proc.stdout.splitlines() if l.startswith('RESULT ')][-1]
   result = json.loads(line[len('RESULT '):])

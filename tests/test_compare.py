@@ -7,7 +7,7 @@ import pytest
 from launch import compare
 from train_helpers import CACHE, REPO, run_python
 
-pytestmark = pytest.mark.heavy(seconds=110)
+pytestmark = pytest.mark.heavy(seconds=90)
 
 TEST_CONFIG = os.path.join(REPO, 'configs', 'default.py') + ':test'
 

@@ -24,6 +24,8 @@ from rrl_jax.models import MODELS, get_model, model_from_config
 from conftest import REPO
 import keras_baselines as kb
 
+pytestmark = [pytest.mark.heavy(seconds=60), pytest.mark.full_optimization]
+
 # Reduced widths with the official topology (same layers, same order).
 REDUCED = {
     'scfdm': dict(widths=(4, 8, 8, 8, 8, 8), head_hidden=(16, 8)),

@@ -9,6 +9,8 @@ from rrl_jax.models import efr_net
 from rrl_jax.models.efr_net import ECA3, EFRNet
 from rrl_jax.pruning import count_parameters
 
+pytestmark = pytest.mark.full_optimization
+
 MODEL = EFRNet()
 SMALL = EFRNet(widths=(4, 8, 8, 16), head_hidden=(16, 8))
 # Our output name -> Keras output index (out<i>, train_out<i>).

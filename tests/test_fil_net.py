@@ -8,6 +8,8 @@ import keras_baselines as kb
 from rrl_jax.models import fil_net
 from rrl_jax.pruning import count_parameters
 
+pytestmark = pytest.mark.full_optimization
+
 MODEL = fil_net.FILNet()
 SMALL = fil_net.FILNet(widths=(4, 4, 8, 8, 8), metric_widths=(4, 8, 8, 8, 8),
                        head_hidden=(8, 4))

@@ -6,6 +6,8 @@ import pytest
 
 import keras_baselines as kb
 
+pytestmark = pytest.mark.full_optimization
+
 
 @pytest.mark.parametrize('model_dir', sorted(kb.MODEL_DIRS.values()))
 @pytest.mark.parametrize('alt', [False, True], ids=['spec', 'alt'])

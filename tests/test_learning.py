@@ -12,7 +12,7 @@ import pytest
 from rrl_jax.training import train
 from tests.train_helpers import tiny_config
 
-pytestmark = pytest.mark.heavy(seconds=160)
+pytestmark = [pytest.mark.heavy(seconds=190), pytest.mark.full_optimization]
 
 CHANCE_FPR95 = 95.0
 

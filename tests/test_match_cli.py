@@ -12,7 +12,7 @@ from launch import match
 from rrl_jax.models import RRLNet
 from eval_helpers import TINY, random_variables, save_tiny_checkpoint
 
-pytestmark = pytest.mark.heavy(seconds=55)
+pytestmark = [pytest.mark.heavy(seconds=40), pytest.mark.full_optimization]
 
 
 @pytest.fixture(scope='session')

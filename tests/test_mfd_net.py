@@ -16,7 +16,7 @@ import keras_baselines as kb
 from rrl_jax.models import mfd_net
 from rrl_jax.pruning import count_parameters
 
-pytestmark = pytest.mark.heavy(seconds=90)
+pytestmark = [pytest.mark.heavy(seconds=55), pytest.mark.full_optimization]
 
 MODEL = mfd_net.MFDNet()
 SMALL = mfd_net.MFDNet(feature_widths=(4, 4, 8, 8, 8), diff_widths=(4, 8, 8, 8, 8, 8),

@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-from tests.train_helpers import CACHE, run_python
+from tests.train_helpers import cpu_devices_env, run_python
 
-pytestmark = pytest.mark.heavy(seconds=155)
+pytestmark = pytest.mark.heavy(seconds=120)
 
 SCRIPT = r'''
 import json, sys
@@ -30,8 +30,7 @@ print('RESULT ' + json.dumps(out))
 
 def test_four_devices_equal_one(tmp_path):
   proc = run_python(['-c', SCRIPT, str(tmp_path)],
-                    env={'XLA_FLAGS': '--xla_force_host_platform_device_count=4',
-                         'JAX_PLATFORMS': 'cpu'})
+                    env=cpu_devices_env(4))
   assert proc.returncode == 0, proc.stderr[-4000:]
   line = [l for l in proc.stdout.splitlines() if l.startswith('RESULT ')][-1]
   result = json.loads(line[len('RESULT '):])

@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from tests.train_helpers import REPO, max_abs_diff, run_python
+from tests.train_helpers import REPO, cpu_devices_env, max_abs_diff, run_python
 
-pytestmark = pytest.mark.heavy(seconds=180)
+pytestmark = pytest.mark.heavy(seconds=175)
 
 SCRIPT = r'''
 import json, sys
@@ -48,9 +48,8 @@ def _load(path):
 
 def test_two_processes_equal_one(tmp_path):
   port = _free_port()
-  env = dict(os.environ, JAX_PLATFORMS='cpu',
+  env = dict(os.environ, **cpu_devices_env(),
              PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
-  env.pop('XLA_FLAGS', None)
   workdir = str(tmp_path / 'two')
   procs = [subprocess.Popen(
       [sys.executable, '-c', SCRIPT, str(i), '2', str(port), workdir,
@@ -62,7 +61,7 @@ def test_two_processes_equal_one(tmp_path):
                                         for i, (_, e) in enumerate(outs))
     assert 'DONE' in out and ' 2 2' in out, out
   single = run_python(['-c', SCRIPT, '0', '1', '0', str(tmp_path / 'one'),
-                       str(tmp_path / 'single.npz')], env={'JAX_PLATFORMS': 'cpu'})
+                       str(tmp_path / 'single.npz')], env=cpu_devices_env())
   assert single.returncode == 0, single.stderr[-4000:]
   p0, p1 = _load(tmp_path / 'p0.npz'), _load(tmp_path / 'p1.npz')
   ref = _load(tmp_path / 'single.npz')

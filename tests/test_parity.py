@@ -6,6 +6,8 @@ import pytest
 from rrl_jax import pruning
 from rrl_jax.models import RRLNet
 
+pytestmark = pytest.mark.full_optimization
+
 # Our output name -> the fixture's Keras output name.
 KERAS_NAMES = {'stage5': 'branch5', 'stage4': 'branch4', 'stage3': 'branch3',
                'module5': 'loss5', 'module4': 'loss4', 'module3': 'loss3',

@@ -10,6 +10,8 @@ from rrl_jax.models.scfdm import SCFDM, keras_layer_plan
 
 import keras_baselines as kb
 
+pytestmark = pytest.mark.full_optimization
+
 MODEL = SCFDM()
 SMALL = dict(widths=(4, 8, 8, 8, 8, 8), head_hidden=(16, 8))
 

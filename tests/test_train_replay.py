@@ -19,7 +19,7 @@ from rrl_jax.training import optim
 from rrl_jax.models import RRLNet
 from conftest import KERAS_FIXTURES, require_path
 
-pytestmark = pytest.mark.heavy(seconds=65)
+pytestmark = [pytest.mark.heavy(seconds=45), pytest.mark.full_optimization]
 
 REPLAY = os.path.join(KERAS_FIXTURES, 'train_replay_seed0.npz')
 # Keras output names (fixture order) -> rrl_jax loss names.

@@ -7,6 +7,8 @@ import pytest
 from rrl_jax.training import vgg19
 from rrl_jax.training.vgg19 import VGG19WeightsError
 
+pytestmark = pytest.mark.full_optimization
+
 
 def _assert_same(a, b):
   assert set(a) == set(b) == {name for name, _, _ in vgg19.LAYERS}

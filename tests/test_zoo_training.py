@@ -19,7 +19,7 @@ from rrl_jax.training import optim
 from rrl_jax.training import step as train_step
 from rrl_jax.models import variants
 
-pytestmark = pytest.mark.heavy(seconds=420)
+pytestmark = pytest.mark.heavy(seconds=230)
 
 MODULES = {'scfdm': 'scfdm', 'afd_net': 'afd_net', 'mfd_net': 'mfd_net',
            'efr_net': 'efr_net', 'fil_net': 'fil_net', 'rrl_net': 'rrl_net'}

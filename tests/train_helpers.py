@@ -34,6 +34,21 @@ def config_flags_for(**overrides):
   return flags
 
 
+def cpu_devices_env(count=None):
+  """Environment for a subprocess with `count` CPU devices (None: one).
+
+  Keeps this process's other XLA flags (conftest.py's convolution choice), so
+  a subprocess computes as the tests' own process and launch.main do. A
+  one-device subprocess shares the persistent cache with them; one with more
+  devices does not (the cache key includes the device topology).
+  """
+  flags = [f for f in os.environ.get('XLA_FLAGS', '').split()
+           if not f.startswith('--xla_force_host_platform_device_count')]
+  if count is not None:
+    flags.append(f'--xla_force_host_platform_device_count={count}')
+  return {'XLA_FLAGS': ' '.join(flags), 'JAX_PLATFORMS': 'cpu'}
+
+
 def run_python(args, env=None, timeout=600):
   full_env = dict(os.environ)
   full_env['PYTHONPATH'] = REPO + os.pathsep + full_env.get('PYTHONPATH', '')
