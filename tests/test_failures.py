@@ -16,7 +16,7 @@ from rrl_jax.training import train
 from tests.train_helpers import REPO, config_flags_for, max_abs_diff, params_of
 from tests.train_helpers import run_python, tiny_config
 
-pytestmark = pytest.mark.heavy(seconds=250)
+pytestmark = pytest.mark.heavy(seconds=165)
 
 
 @pytest.fixture(scope='module')
