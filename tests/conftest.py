@@ -30,8 +30,8 @@ os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS',
 # Subprocesses inherit the setting through the environment.
 os.environ.setdefault('JAX_DISABLE_MOST_OPTIMIZATIONS', '1')
 _DISABLE_MOST = 'jax_disable_most_optimizations'
-jax.config.update(_DISABLE_MOST, os.environ['JAX_DISABLE_MOST_OPTIMIZATIONS']
-                  not in ('0', 'false', 'False', 'no', 'off'))
+jax.config.update(_DISABLE_MOST, os.environ['JAX_DISABLE_MOST_OPTIMIZATIONS'].lower()
+                  not in ('0', 'false', 'no', 'off'))
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.abspath(os.path.join(REPO, '..', 'shared'))
@@ -58,21 +58,23 @@ def require_path(path: str):
 def xla_optimizations(request):
   """Default XLA optimisations for a module marked `full_optimization`.
 
-  Its subprocesses too. In-memory compiled programs are dropped on the way in and out, so none
-  compiled at the other level is reused (the persistent cache keys on it).
+  Its subprocesses too. In-memory compiled programs are dropped on the way in
+  and out, so none compiled at the other level is reused (the persistent cache
+  keys on the level).
   """
   if request.node.get_closest_marker('full_optimization') is None:
     yield
     return
-  before = jax.config.read(_DISABLE_MOST), os.environ['JAX_DISABLE_MOST_OPTIMIZATIONS']
+  flag_before = jax.config.read(_DISABLE_MOST)
+  env_before = os.environ['JAX_DISABLE_MOST_OPTIMIZATIONS']
   jax.clear_caches()
   jax.config.update(_DISABLE_MOST, False)
-  os.environ['JAX_DISABLE_MOST_OPTIMIZATIONS'] = '0'  # and its subprocesses
+  os.environ['JAX_DISABLE_MOST_OPTIMIZATIONS'] = '0'
   try:
     yield
   finally:
-    jax.config.update(_DISABLE_MOST, before[0])
-    os.environ['JAX_DISABLE_MOST_OPTIMIZATIONS'] = before[1]
+    jax.config.update(_DISABLE_MOST, flag_before)
+    os.environ['JAX_DISABLE_MOST_OPTIMIZATIONS'] = env_before
     jax.clear_caches()
 
 
