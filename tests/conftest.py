@@ -28,9 +28,10 @@ os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS',
 # `full_optimization` (numbers compared with Keras', the learning run) compile
 # as users' runs do. JAX_DISABLE_MOST_OPTIMIZATIONS=0 runs the whole suite so.
 # Subprocesses inherit the setting through the environment.
-os.environ.setdefault('JAX_DISABLE_MOST_OPTIMIZATIONS', '1')
-_DISABLE_MOST = 'jax_disable_most_optimizations'
-jax.config.update(_DISABLE_MOST, os.environ['JAX_DISABLE_MOST_OPTIMIZATIONS'].lower()
+_DISABLE_MOST, _DISABLE_MOST_ENV = ('jax_disable_most_optimizations',
+                                    'JAX_DISABLE_MOST_OPTIMIZATIONS')
+os.environ.setdefault(_DISABLE_MOST_ENV, '1')
+jax.config.update(_DISABLE_MOST, os.environ[_DISABLE_MOST_ENV].lower()
                   not in ('0', 'false', 'no', 'off'))
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -66,15 +67,15 @@ def xla_optimizations(request):
     yield
     return
   flag_before = jax.config.read(_DISABLE_MOST)
-  env_before = os.environ['JAX_DISABLE_MOST_OPTIMIZATIONS']
+  env_before = os.environ[_DISABLE_MOST_ENV]
   jax.clear_caches()
   jax.config.update(_DISABLE_MOST, False)
-  os.environ['JAX_DISABLE_MOST_OPTIMIZATIONS'] = '0'
+  os.environ[_DISABLE_MOST_ENV] = '0'
   try:
     yield
   finally:
     jax.config.update(_DISABLE_MOST, flag_before)
-    os.environ['JAX_DISABLE_MOST_OPTIMIZATIONS'] = env_before
+    os.environ[_DISABLE_MOST_ENV] = env_before
     jax.clear_caches()
 
 

@@ -5,7 +5,6 @@ collectives), against one in-process run on one device: SGD, so that float32
 summation order is all that differs (an Adam-like update turns rounding-level
 gradients into steps of the learning rate), augmentation on.
 """
-import os
 import socket
 import subprocess
 import sys
@@ -15,8 +14,8 @@ import numpy as np
 import pytest
 
 from rrl_jax.training import train
-from tests.train_helpers import REPO, cpu_devices_env, max_abs_diff, run_python
-from tests.train_helpers import tiny_config
+from tests.train_helpers import REPO, cpu_devices_env, max_abs_diff, python_env
+from tests.train_helpers import run_python, tiny_config
 
 pytestmark = pytest.mark.heavy(seconds=250)
 
@@ -77,15 +76,14 @@ def test_four_devices_equal_one(one_device, tmp_path):
                     env=cpu_devices_env(4))
   assert proc.returncode == 0, proc.stderr[-4000:]
   assert 'DONE 0 1 4' in proc.stdout, proc.stdout
-  four = _load(out)
-  print('4 devices vs 1, max |difference|:', max_abs_diff(four, one_device))
-  assert max_abs_diff(four, one_device) < 1e-5
+  diff = max_abs_diff(_load(out), one_device)
+  print('4 devices vs 1, max |difference|:', diff)
+  assert diff < 1e-5
 
 
 def test_two_processes_equal_one(one_device, tmp_path):
   port = _free_port()
-  env = dict(os.environ, **cpu_devices_env(),
-             PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
+  env = python_env(cpu_devices_env())
   procs = [subprocess.Popen(
       [sys.executable, '-c', SCRIPT, str(i), '2', str(port), str(tmp_path / 'run'),
        str(tmp_path / f'p{i}.npz')], cwd=REPO, env=env, stdout=subprocess.PIPE,
@@ -98,5 +96,6 @@ def test_two_processes_equal_one(one_device, tmp_path):
   p0, p1 = _load(tmp_path / 'p0.npz'), _load(tmp_path / 'p1.npz')
   assert max_abs_diff(p0, p1) == 0.0
   # Equal to the one-device run up to the order of cross-process sums.
-  print('2 processes vs 1, max |difference|:', max_abs_diff(p0, one_device))
-  assert max_abs_diff(p0, one_device) < 1e-5
+  diff = max_abs_diff(p0, one_device)
+  print('2 processes vs 1, max |difference|:', diff)
+  assert diff < 1e-5

@@ -14,7 +14,7 @@ import pytest
 from rrl_jax.training import checkpoints as checkpoint
 from rrl_jax.training import train
 from tests.train_helpers import REPO, config_flags_for, max_abs_diff, params_of
-from tests.train_helpers import run_python, tiny_config
+from tests.train_helpers import python_env, run_python, tiny_config
 
 pytestmark = pytest.mark.heavy(seconds=165)
 
@@ -140,8 +140,7 @@ def test_second_training_is_refused_and_first_unharmed(tmp_path):
   workdir = str(tmp_path / 'run')
   args = [sys.executable, '-m', 'launch.main', f'--workdir={workdir}'
           ] + config_flags_for(num_train_steps=4)
-  env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
-  first = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE,
+  first = subprocess.Popen(args, cwd=REPO, env=python_env(), stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
   lock = os.path.join(workdir, 'run.lock')
   try:

@@ -49,11 +49,16 @@ def cpu_devices_env(count=None):
   return {'XLA_FLAGS': ' '.join(flags), 'JAX_PLATFORMS': 'cpu'}
 
 
-def run_python(args, env=None, timeout=600):
+def python_env(env=None):
+  """This process's environment, the repository on PYTHONPATH, then `env`."""
   full_env = dict(os.environ)
   full_env['PYTHONPATH'] = REPO + os.pathsep + full_env.get('PYTHONPATH', '')
   full_env.update(env or {})
-  return subprocess.run([sys.executable] + list(args), cwd=REPO, env=full_env,
+  return full_env
+
+
+def run_python(args, env=None, timeout=600):
+  return subprocess.run([sys.executable] + list(args), cwd=REPO, env=python_env(env),
                         capture_output=True, text=True, timeout=timeout)
 
 
