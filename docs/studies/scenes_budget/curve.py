@@ -37,6 +37,9 @@ def define_flags():
   flags.DEFINE_integer('sample', 3000, 'Pairs per category (fixed seeded sample; 0 = all).')
   flags.DEFINE_integer('seed', 0, 'Seed of the samples.')
   flags.DEFINE_list('steps', None, 'Only these steps (default: every checkpoint).')
+  flags.DEFINE_integer('bn_batches', None, 'Precise BN over this many batches instead of '
+                       "the run's config.bn_recalibration.batches (a paper-protocol run "
+                       'keeps it off).')
 
 
 METRICS = ('fpr95', 'auc', 'accuracy', 'precision', 'recall')
@@ -75,6 +78,8 @@ def row(result):
 def main(_):
   cli.quiet_logging()
   config = load_run_config(FLAGS.workdir)
+  if FLAGS.bn_batches is not None:
+    config.bn_recalibration.batches = FLAGS.bn_batches
   run_data, tests = test_samples(config, FLAGS.sample, FLAGS.seed)
   train = run_data['train']
   model = model_from_config(config.model.to_dict(), config.model_name)
