@@ -5,6 +5,8 @@ collectives), against one in-process run on one device: SGD, so that float32
 summation order is all that differs (an Adam-like update turns rounding-level
 gradients into steps of the learning rate), augmentation on.
 """
+import os
+import random
 import socket
 import subprocess
 import sys
@@ -55,10 +57,30 @@ def _load(path):
     return {k: z[k] for k in sorted(z.files)}
 
 
-def _free_port():
-  with socket.socket() as s:
-    s.bind(('127.0.0.1', 0))
-    return s.getsockname()[1]
+PORT_RANGE = '/proc/sys/net/ipv4/ip_local_port_range'
+
+
+def _coordinator_port():
+  """A free port below the kernel's ephemeral range, for process 0's coordinator.
+
+  Not bind(('127.0.0.1', 0)): that port comes from the ephemeral range, where
+  the kernel may give it to any outgoing connection in the seconds before the
+  coordinator binds it, and the processes would not meet before JAX's 300 s
+  start-up timeout. Below the range only an explicit bind takes a port.
+  """
+  ephemeral_low = 32768  # Linux's default start of the range.
+  if os.path.exists(PORT_RANGE):
+    with open(PORT_RANGE) as f:
+      ephemeral_low = int(f.read().split()[0])
+  candidates = range(20000, ephemeral_low)
+  for port in random.sample(candidates, min(50, len(candidates))):
+    with socket.socket() as s:
+      try:
+        s.bind(('127.0.0.1', port))
+      except OSError:
+        continue
+      return port
+  raise RuntimeError(f'No free port in [20000, {ephemeral_low}).')
 
 
 @pytest.fixture(scope='module')
@@ -82,17 +104,24 @@ def test_four_devices_equal_one(one_device, tmp_path):
 
 
 def test_two_processes_equal_one(one_device, tmp_path):
-  port = _free_port()
+  port = _coordinator_port()
   env = python_env(cpu_devices_env())
-  procs = [subprocess.Popen(
-      [sys.executable, '-c', SCRIPT, str(i), '2', str(port), str(tmp_path / 'run'),
-       str(tmp_path / f'p{i}.npz')], cwd=REPO, env=env, stdout=subprocess.PIPE,
-      stderr=subprocess.PIPE, text=True) for i in range(2)]
-  outs = [p.communicate(timeout=900) for p in procs]
-  for p, (out, _) in zip(procs, outs):
-    assert p.returncode == 0, '\n'.join(f'--- process {i}:\n' + e[-3000:]
-                                        for i, (_, e) in enumerate(outs))
-    assert 'DONE' in out and ' 2 2' in out, out
+  # Output to files, not pipes: a process blocked on a full pipe that is not
+  # being read would stall the other one in a collective.
+  logs = [(tmp_path / f'p{i}.out', tmp_path / f'p{i}.err') for i in range(2)]
+  procs = []
+  for i, (out, err) in enumerate(logs):
+    with open(out, 'w') as fo, open(err, 'w') as fe:
+      procs.append(subprocess.Popen(
+          [sys.executable, '-c', SCRIPT, str(i), '2', str(port), str(tmp_path / 'run'),
+           str(tmp_path / f'p{i}.npz')], cwd=REPO, env=env, stdout=fo, stderr=fe))
+  for p in procs:
+    p.wait(timeout=900)
+  errs = '\n'.join(f'--- process {i}:\n' + err.read_text()[-3000:]
+                   for i, (_, err) in enumerate(logs))
+  for p, (out, _) in zip(procs, logs):
+    assert p.returncode == 0, errs
+    assert 'DONE' in out.read_text() and ' 2 2' in out.read_text(), out.read_text()
   p0, p1 = _load(tmp_path / 'p0.npz'), _load(tmp_path / 'p1.npz')
   assert max_abs_diff(p0, p1) == 0.0
   # Equal to the one-device run up to the order of cross-process sums.
