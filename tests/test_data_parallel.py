@@ -115,13 +115,18 @@ def test_two_processes_equal_one(one_device, tmp_path):
       procs.append(subprocess.Popen(
           [sys.executable, '-c', SCRIPT, str(i), '2', str(port), str(tmp_path / 'run'),
            str(tmp_path / f'p{i}.npz')], cwd=REPO, env=env, stdout=fo, stderr=fe))
-  for p in procs:
-    p.wait(timeout=900)
+  try:
+    for p in procs:
+      p.wait(timeout=900)
+  finally:
+    for p in procs:  # One that timed out must not outlive the test.
+      p.kill()
   errs = '\n'.join(f'--- process {i}:\n' + err.read_text()[-3000:]
                    for i, (_, err) in enumerate(logs))
   for p, (out, _) in zip(procs, logs):
     assert p.returncode == 0, errs
-    assert 'DONE' in out.read_text() and ' 2 2' in out.read_text(), out.read_text()
+    stdout = out.read_text()
+    assert 'DONE' in stdout and ' 2 2' in stdout, stdout
   p0, p1 = _load(tmp_path / 'p0.npz'), _load(tmp_path / 'p1.npz')
   assert max_abs_diff(p0, p1) == 0.0
   # Equal to the one-device run up to the order of cross-process sums.
