@@ -101,6 +101,8 @@ def sharpness_gap(run_data, tests):
 
 
 def main(_):
+  if FLAGS.step is None and not FLAGS.sharpness_only:
+    raise app.UsageError('--step is required (or --sharpness_only).')
   cli.quiet_logging()
   config = curve.load_run_config(FLAGS.workdir)
   run_data, tests = curve.test_samples(config, FLAGS.sample, 0)
@@ -136,5 +138,4 @@ def main(_):
 
 if __name__ == '__main__':
   flags.mark_flags_as_required(['workdir', 'out'])
-  app.run(lambda argv: main(argv) if FLAGS.sharpness_only or FLAGS.step is not None
-          else app.usage(shorthelp=True, detailed_error='--step is required', exitcode=1))
+  app.run(main)
