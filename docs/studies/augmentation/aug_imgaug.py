@@ -1,9 +1,10 @@
-"""Reference: the official augmentation (imgaug 0.4.0, same augmenter settings as
-the official utils.gen4) applied to a fixed sample; records per-op usage shares."""
+"""Reference: the official augmentation (official_ops.py: imgaug 0.4.0, the settings
+of the official utils.gen4) applied to a fixed sample; records per-op usage shares."""
 import collections
 import numpy as np
-from imgaug import augmenters as iaa
 import imgaug
+
+from official_ops import image_ops, pair_ops
 
 d = np.load('./country_sample.npz')
 pairs = d['pairs']
@@ -18,18 +19,6 @@ def counted(seq, tag):
     ch.augment_batch_ = wrapped
   return seq
 
-def image_seq():
-  return iaa.SomeOf((0, 2), [
-      iaa.GaussianBlur(0, 1), iaa.GammaContrast((0.5, 1.5)),
-      iaa.ScaleX((0.95, 1.05), mode='symmetric'), iaa.ScaleY((0.95, 1.05), mode='symmetric'),
-      iaa.TranslateX(percent=(-0.05, 0.05), mode='symmetric'),
-      iaa.TranslateY(percent=(-0.05, 0.05), mode='symmetric'),
-      iaa.AdditiveGaussianNoise(scale=0.02 * 255)], random_order=True)
-
-def pair_seq():
-  return iaa.SomeOf((0, 2), [iaa.Fliplr(0.5), iaa.Flipud(0.5), iaa.Affine(rotate=90),
-                             iaa.Affine(rotate=180), iaa.Affine(rotate=270)], random_order=True)
-
 imgaug.seed(0)
 np.random.seed(0)
 out_a, out_b, same_a, same_b = [], [], [], []
@@ -38,7 +27,7 @@ for mode in ('real', 'same'):
     a = pairs[s:s + 64, 0, ..., None].copy()
     b = (pairs[s:s + 64, 0 if mode == 'same' else 1, ..., None]).copy()
     # new augmenters per batch as the official gen4 does
-    s1, s2 = image_seq(), pair_seq()
+    s1, s2 = image_ops(), pair_ops()
     if mode == 'real':
       counted(s1, 'image'); counted(s2, 'pair')
     b_aug = s1(images=b)

@@ -31,6 +31,7 @@ from rrl_jax import sharding
 from rrl_jax.evaluation import metrics
 from rrl_jax.evaluation import scoring
 from rrl_jax.models import model_from_config
+from rrl_jax.training import bn_moving
 from rrl_jax.training import checkpoints
 
 import curve  # pylint: disable=g-bad-import-order  (this folder)
@@ -114,10 +115,18 @@ def main(_):
   model = model_from_config(config.model.to_dict(), config.model_name)
   full, _ = checkpoints.load_variables(os.path.join(FLAGS.workdir, 'checkpoints'), FLAGS.step)
   variables = pruning.inference_variables(full, model)
+  statistics = 'moving averages'
+  if bn_moving.rule(config) == 'plain':  # e.g. a tf.keras run (keras/to_workdir.py)
+    # Scored with what the official zero-debiased rule would have kept, as curve.py's
+    # 'moving_zero_debiased' (converted exactly).
+    stats = bn_moving.plain_to_zero_debiased(
+        variables['batch_stats'], FLAGS.step, bn_moving.updates_per_step(model, full))
+    variables = dict(variables, batch_stats=stats)
+    statistics = 'moving averages, kept plain, converted to zero-debiased'
   mesh = sharding.data_mesh()
   score = lambda p: np.asarray(scoring.score_pairs(model, variables, p, 256, mesh))
   result = {'workdir': FLAGS.workdir, 'step': FLAGS.step, 'sample': FLAGS.sample,
-            'bn_statistics': 'moving averages', 'splits': {}}
+            'bn_statistics': statistics, 'splits': {}}
   for split in FLAGS.splits:
     patches, labels = (np.asarray(a) for a in tests[split])
     base = score(patches)
