@@ -1,9 +1,11 @@
 """Curve (PNG) and table (Markdown) of the scene-budget study.
 
   python docs/studies/scenes_budget/plot.py --curves=augmented:A.json,no_augmentation:B.json \
-      --full=FULL.json --out=docs/studies/scenes_budget/curve
+      --full=FULL.json --keras="Keras seed 1:K1.json" --out=docs/studies/scenes_budget/curve
 
 FULL.json: curve.py --sample=0 --steps=487,974 (every pair of each category).
+K1.json: curve.py on a tf.keras run (keras/README.md); plotted with the statistics the
+official Keras 2.2 code keeps (zero-debiased moving averages).
 """
 import json
 
@@ -14,6 +16,7 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
 flags.DEFINE_list('curves', None, 'label:curve.json of each run.')
 flags.DEFINE_string('full', None, 'curve.py output over full categories (first run).')
+flags.DEFINE_list('keras', [], 'label:curve.json of Keras seeds (keras/to_workdir.py runs).')
 flags.DEFINE_string('out', None, 'Output stem (.png and .md are added).')
 FLAGS = flags.FLAGS
 
@@ -38,7 +41,7 @@ def load(spec):
     return label, {int(k): v for k, v in json.load(f).items()}
 
 
-def plot(runs, path):
+def plot(runs, keras_runs, path):
   fig, axes = plt.subplots(1, len(CATEGORIES), figsize=(4 * len(CATEGORIES), 3.6),
                            sharey=True)
   styles = {'moving averages, plain': ':', 'moving averages, zero-debiased': '--',
@@ -55,6 +58,11 @@ def plot(runs, path):
                 color=f'C{i}', marker='.', label=f'{label}, {stats}')
     ax.plot(list(KERAS), [v[CATEGORIES.index(cat)] for v in KERAS.values()], 'k*',
             markersize=11, label='official Keras (moving averages)')
+    for i, (label, curve) in enumerate(keras_runs):
+      steps = sorted(curve)
+      ax.plot(steps, [curve[s]['moving_zero_debiased'][cat]['fpr95'] for s in steps],
+              'x', color='black', markersize=8, alpha=0.55,
+              label='Keras, other seeds (moving averages, zero-debiased)' if i == 0 else None)
     ax.axhline(95, color='grey', lw=0.6, ls=':')
     ax.set_title(cat)
     ax.set_xlabel('training step')
@@ -66,13 +74,13 @@ def plot(runs, path):
   fig.savefig(path, dpi=110)
 
 
-def table(runs, full):
+def table(runs, full, keras_runs):
   lines = ['| run | BatchNorm statistics | step | pairs | ' + ' | '.join(CATEGORIES)
            + ' | mean |', '|---' * (len(CATEGORIES) + 5) + '|']
   for step, vals in KERAS.items():
     lines.append(f'| official Keras | moving averages | {step} | all | '
                  + ' | '.join(f'{v:.2f}' for v in vals) + f' | {sum(vals) / len(vals):.2f} |')
-  for label, curve in [(runs[0][0], full)] + runs:
+  for label, curve in [(runs[0][0], full)] + runs + keras_runs:
     for step in sorted(curve):
       for kind in (k for k in KINDS if k in curve[step]):
         vals = [curve[step][kind][c]['fpr95'] for c in CATEGORIES]
@@ -85,10 +93,11 @@ def table(runs, full):
 
 def main(_):
   runs = [load(s) for s in FLAGS.curves]
+  keras_runs = [load(s) for s in FLAGS.keras]
   full = load(':' + FLAGS.full)[1] if FLAGS.full else {}
-  plot(runs, FLAGS.out + '.png')
+  plot(runs, keras_runs, FLAGS.out + '.png')
   with open(FLAGS.out + '.md', 'w') as f:
-    f.write(table(runs, full))
+    f.write(table(runs, full, keras_runs))
   print(open(FLAGS.out + '.md').read())
 
 
