@@ -166,16 +166,22 @@ def build(weights=None, seed=None):
   return model, b
 
 
-def _layer_names(f):
-  return [n.decode() if isinstance(n, bytes) else n for n in f.attrs['layer_names']]
+def strings(values):
+  """HDF5 name attributes (bytes or str, by writer) as str."""
+  return [v.decode() if isinstance(v, bytes) else v for v in values]
+
+
+def weight_key(variable):
+  """'kernel', 'bias', 'gamma', ... of a layer's variable ('conv2d/kernel:0')."""
+  return variable.name.split('/')[-1].split(':')[0]
 
 
 def read_h5(builder, path):
   """Sets every weighted layer from a save_weights-style HDF5 file, by layer name."""
   with h5py.File(path, 'r') as f:
     missing = set(builder.layers)
-    for name in _layer_names(f):
-      names = [n.decode() if isinstance(n, bytes) else n for n in f[name].attrs['weight_names']]
+    for name in strings(f.attrs['layer_names']):
+      names = strings(f[name].attrs['weight_names'])
       if not names:
         continue
       builder.layers[name].set_weights([np.asarray(f[name][n]) for n in names])
@@ -187,7 +193,7 @@ def read_h5(builder, path):
 def write_h5(builder, path, order_from):
   """Writes the layers as tf.keras save_weights does, in the layer order of `order_from`."""
   with h5py.File(order_from, 'r') as ref:
-    order = _layer_names(ref)
+    order = strings(ref.attrs['layer_names'])
     attrs = {k: ref.attrs[k] for k in ('backend', 'keras_version')}
   with h5py.File(path + '.tmp', 'w') as f:
     f.attrs['layer_names'] = np.array([n.encode() for n in order])
@@ -199,7 +205,7 @@ def write_h5(builder, path, order_from):
       layer = builder.layers.get(name)
       weights = layer.weights if layer is not None else []
       inner = builder.base.get(name, name)
-      wnames = [f'{inner}/{w.name.split("/")[-1]}' for w in weights]
+      wnames = [f'{inner}/{weight_key(w)}:0' for w in weights]
       g.attrs['weight_names'] = np.array([n.encode() for n in wnames])
       for n, w in zip(wnames, weights):
         g.create_dataset(n, data=w.numpy())
