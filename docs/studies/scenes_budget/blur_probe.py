@@ -5,7 +5,7 @@ sharp VIS texture against an almost textureless, blurred NIR patch, each scored
 near 0 (README point 6). This measures it on curve.py's fixed test samples:
 
 - sharpness: per pair, the NIR/VIS ratio of the gradient energy (mean squared
-  Sobel response of each patch), for the hardest 5 % of positives (the ones
+  Sobel response of each patch; ../augmentation/sharpness.py), for the hardest 5 % of positives (the ones
   FPR95 must accept), the other positives and the negatives;
 - the model: the same checkpoint (BatchNorm moving averages, as the paper
   scores) rescoring the sample with the VIS patch Gaussian-blurred (sigma 1, 2
@@ -20,6 +20,7 @@ Run from the repository root (the step must be a checkpoint of the run):
 """
 import json
 import os
+import sys
 
 from absl import app, flags
 import cv2
@@ -36,6 +37,10 @@ from rrl_jax.training import checkpoints
 
 import curve  # pylint: disable=g-bad-import-order  (this folder)
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..',
+                                'augmentation'))
+from sharpness import energy_ratio  # pylint: disable=g-import-not-at-top,wrong-import-position
+
 flags.DEFINE_string('workdir', None, 'Training workdir (its checkpoints/ and config.json).')
 flags.DEFINE_integer('step', None, 'Checkpoint step to probe.')
 flags.DEFINE_list('splits', ['field', 'mountain'], 'Test categories to probe.')
@@ -48,14 +53,6 @@ FLAGS = flags.FLAGS
 
 HARDEST = 0.05  # share of positives FPR95 must accept beyond the threshold
 FLAT_NIR = 0.1  # a pair "sharp VIS, flat NIR" below this NIR/VIS gradient-energy ratio
-
-
-def gradient_energy(patches):
-  """Mean squared Sobel gradient of each (64, 64) patch: (N,)."""
-  out = np.empty(len(patches))
-  for i, p in enumerate(patches.astype(np.float32)):
-    out[i] = np.mean(cv2.Sobel(p, cv2.CV_32F, 1, 0) ** 2 + cv2.Sobel(p, cv2.CV_32F, 0, 1) ** 2)
-  return out
 
 
 def blurred(patches, which, sigma):
@@ -79,11 +76,6 @@ def groups(labels, scores):
 def describe(labels, scores, index_sets):
   return {'fpr95': metrics.fpr95(labels, scores),
           **{f'mean_score_{k}': float(np.mean(scores[v])) for k, v in index_sets.items()}}
-
-
-def energy_ratio(patches):
-  """NIR/VIS gradient energy of each (N, 2, 64, 64) pair."""
-  return gradient_energy(patches[:, 1]) / np.maximum(gradient_energy(patches[:, 0]), 1e-6)
 
 
 def sharpness_gap(run_data, tests):
