@@ -9,7 +9,8 @@ train_on_batch with 6 x BCE + 2 x 0.1 MSE, Keras Nadam 2e-4, batch 64.
 `--seed` seeds TensorFlow (the initial weights) and imgaug (the augmentation);
 `--data_seed` (100, the official value) sets the pair order.
 
-  python train.py --pairs=country.npz --seed=1 --out=DIR --save=487
+  python train.py --pairs=country.npz --seed=1 --out=DIR --save=487 \
+      --fixture_h5=../shared/fixtures/keras_rrl/rrl_weights_seed0.h5
 """
 import argparse
 import os
