@@ -395,7 +395,8 @@ def run(args: Options) -> Dict[str, Any]:
   print()
   print(f"{info['cpu']} ({info['backend']}, {info['num_devices']} device(s), "
         f"{info['cpu_count']} CPUs), jax {info['jax']}, Python {info['python']}, "
-        f"load {info['load_average']} -> {info['load_average_end']}")
+        f"load {info['load_average']} -> {info['load_average_end']}, "
+        f"huge-page malloc {info['huge_page_malloc']}")
   print(format_table(rows, peaks))
   for line in mlpp_summary(rows):
     print(line)

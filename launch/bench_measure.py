@@ -13,6 +13,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import jax
 
+from rrl_jax import xla_cpu
+
 
 def time_calls(fn: Callable[[], Any], repeats: int, warmup: int) -> List[float]:
   """Seconds per call of fn() (which must return something blockable)."""
@@ -105,4 +107,5 @@ def machine_info() -> Dict[str, Any]:
       python=platform.python_version(), backend=jax.default_backend(),
       device_kind=devs[0].device_kind, num_devices=len(devs),
       cpu=cpu_model(), cpu_count=os.cpu_count(), load_average=load_average(),
-      xla_flags=os.environ.get('XLA_FLAGS', ''))
+      xla_flags=os.environ.get('XLA_FLAGS', ''),
+      huge_page_malloc=xla_cpu.huge_page_malloc_state())
