@@ -25,7 +25,7 @@ import os
 import platform
 import sys
 import warnings
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
 # Fusion types YNNPACK may take over; dropping "individual_convolution" leaves
 # convolutions to XLA's Eigen runtime. Exists in jaxlib 0.10.2 and 0.12.
@@ -84,11 +84,27 @@ def _tunables(environ) -> Dict[str, str]:
   return dict(items)
 
 
+def huge_page_malloc_environ(environ, value: Optional[str]) -> Dict[str, str]:
+  """A copy of environ with glibc.malloc.hugetlb=value in GLIBC_TUNABLES (None: removed).
+
+  Other tunables are kept in their order.
+  """
+  env = dict(environ)
+  tunables = [t for t in env.pop('GLIBC_TUNABLES', '').split(':')
+              if t and t.split('=', 1)[0] != _HUGETLB]
+  if value is not None:
+    tunables.append(f'{_HUGETLB}={value}')
+  if tunables:
+    env['GLIBC_TUNABLES'] = ':'.join(tunables)
+  return env
+
+
 def huge_page_malloc_blocker(environ=None, thp_mode_path: str = _THP_MODE) -> Optional[str]:
   """Why a restart with glibc.malloc.hugetlb=1 would not help; None if it would."""
   environ = os.environ if environ is None else environ
-  if _HUGETLB in _tunables(environ):
-    return f'{_HUGETLB}={_tunables(environ)[_HUGETLB]} already set in GLIBC_TUNABLES'
+  value = _tunables(environ).get(_HUGETLB)
+  if value is not None:
+    return f'{_HUGETLB}={value} already set in GLIBC_TUNABLES'
   if not sys.platform.startswith('linux'):
     return f'not Linux ({sys.platform})'
   lib, version = platform.libc_ver()
@@ -117,20 +133,18 @@ def huge_page_malloc_state(environ=None) -> str:
   return f'off: {huge_page_malloc_blocker(environ) or "not restarted with it"}'
 
 
-def restart_with_huge_page_malloc(argv: Optional[Sequence[str]] = None) -> None:
-  """Re-executes this program with glibc.malloc.hugetlb=1 if that helps; else returns.
+def restart_with_huge_page_malloc() -> None:
+  """Re-executes this program (sys.orig_argv) with glibc.malloc.hugetlb=1 if that helps.
 
-  Call it before anything else (imports included): the restart repeats what
-  ran before it. argv defaults to the interpreter's own command line.
+  Returns if it would not help. Call it before anything else (imports
+  included): the restart repeats what ran before it.
   """
   if huge_page_malloc_blocker() is not None:
     return
-  argv = list(sys.orig_argv if argv is None else argv)
-  env = dict(os.environ)
-  env['GLIBC_TUNABLES'] = ':'.join(filter(None, [env.get('GLIBC_TUNABLES'), f'{_HUGETLB}=1']))
   sys.stdout.flush()
   sys.stderr.flush()
   try:
-    os.execve(sys.executable, [sys.executable] + argv[1:], env)
+    os.execve(sys.executable, [sys.executable] + sys.orig_argv[1:],
+              huge_page_malloc_environ(os.environ, '1'))
   except OSError as e:  # Keep running as is: slower, not wrong.
     warnings.warn(f'Could not restart with {_HUGETLB}=1 ({e}); continuing without.')

@@ -13,11 +13,7 @@ TUNABLE = 'glibc.malloc.hugetlb'
 
 
 def _env_without_tunable():
-  env = dict(os.environ)
-  kept = [t for t in env.pop('GLIBC_TUNABLES', '').split(':') if t and not t.startswith(TUNABLE)]
-  if kept:
-    env['GLIBC_TUNABLES'] = ':'.join(kept)
-  return env
+  return xla_cpu.huge_page_malloc_environ(os.environ, None)
 
 
 def _restart_would_help():
@@ -62,6 +58,16 @@ def test_blocker_is_none_only_where_the_restart_helps(linux_glibc, monkeypatch):
   assert 'unknown libc' in blocker({}, linux_glibc)
   monkeypatch.setattr(sys, 'platform', 'darwin')
   assert 'not Linux' in blocker({}, linux_glibc)
+
+
+def test_environ_sets_or_removes_the_tunable_and_keeps_the_others():
+  environ = {'PATH': '/bin', 'GLIBC_TUNABLES': f'glibc.malloc.arena_max=2:{TUNABLE}=0'}
+  assert xla_cpu.huge_page_malloc_environ(environ, '1') == {
+      'PATH': '/bin', 'GLIBC_TUNABLES': f'glibc.malloc.arena_max=2:{TUNABLE}=1'}
+  assert xla_cpu.huge_page_malloc_environ(environ, None) == {
+      'PATH': '/bin', 'GLIBC_TUNABLES': 'glibc.malloc.arena_max=2'}
+  assert xla_cpu.huge_page_malloc_environ({'PATH': '/bin'}, None) == {'PATH': '/bin'}
+  assert environ['GLIBC_TUNABLES'].endswith('=0')  # a copy; the input is unchanged
 
 
 def test_state_reads_the_tunable_the_process_started_with():
@@ -129,9 +135,7 @@ def test_huge_page_malloc_stops_the_page_faults_of_large_buffers():
   """)
   faults = {}
   for value in ('0', '1'):
-    env = _env_without_tunable()
-    env['GLIBC_TUNABLES'] = ':'.join(filter(None, [env.get('GLIBC_TUNABLES'),
-                                                   f'{TUNABLE}={value}']))
+    env = xla_cpu.huge_page_malloc_environ(os.environ, value)
     faults[value] = int(subprocess.run([sys.executable, '-c', code], env=env, check=True,
                                        capture_output=True, text=True).stdout)
   assert faults['0'] >= 4 * (128 << 20) // 4096 * 0.9, faults  # every 4 KiB page, every time
