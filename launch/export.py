@@ -37,13 +37,14 @@ def run(checkpoint_dir: str, out: str, step=None, platforms=('cpu', 'cuda'),
     raise ValueError(f'--out={out} is a directory; give a file name.')
   if os.path.exists(out) and not overwrite:
     raise ValueError(f'--out={out} exists; pass --overwrite to replace it.')
+  _, step = checkpoint.load_meta(checkpoint_dir, step)
   variables, meta = checkpoint.load_variables(checkpoint_dir, step)
   if not isinstance(meta.get('model'), dict):
     raise checkpoint.CheckpointError(
-        f'{checkpoint_dir}: checkpoint meta has no "model" entry (RRLNet kwargs).')
+        f'{checkpoint_dir}: checkpoint meta has no "model" entry (model kwargs).')
   return export.export_checkpoint(variables, meta, out,
                                   source=os.path.abspath(checkpoint_dir),
-                                  platforms=platforms)
+                                  platforms=platforms, step=step)
 
 
 def main(argv):

@@ -23,7 +23,7 @@ from rrl_jax import pruning
 from rrl_jax.evaluation import deploy
 from rrl_jax.evaluation.scoring import U8_TO_UNIT  # Re-exported.
 from rrl_jax.evaluation.scoring import score_in_batches
-from rrl_jax.models import RRLNet, model_config, model_from_config
+from rrl_jax.models import RRLNet, model_config, model_from_config, model_name
 
 FORMAT = 'rrl_jax.export'
 VERSION = 1
@@ -55,10 +55,14 @@ def export_scorer(model: RRLNet, folded: Dict[str, Any],
 
 
 def export_checkpoint(variables: Dict[str, Any], meta: Dict[str, Any], out: str,
-                      source: str = '', platforms: Sequence[str] = PLATFORMS
-                      ) -> Dict[str, Any]:
-  """Folds, exports and writes `out` + `out`.json; returns the sidecar dict."""
-  model = model_from_config(meta['model'])
+                      source: str = '', platforms: Sequence[str] = PLATFORMS,
+                      step: Optional[int] = None) -> Dict[str, Any]:
+  """Folds, exports and writes `out` + `out`.json; returns the sidecar dict.
+
+  The network is the checkpoint's (meta 'model_name', any of the model zoo);
+  `step` is the checkpoint step exported (recorded in the sidecar).
+  """
+  model = model_from_config(meta['model'], name=meta.get('model_name'))
   pruned = pruning.inference_variables(dict(variables), model)
   folded, report = deploy.deploy_variables(model, pruned)
   exported = export_scorer(model, folded, platforms)
@@ -69,7 +73,7 @@ def export_checkpoint(variables: Dict[str, Any], meta: Dict[str, Any], out: str,
   p = model.patch_size
   sidecar = {
       'format': FORMAT, 'version': VERSION,
-      'model': 'rrl_net', 'model_config': model_config(model),
+      'model': model_name(model), 'model_config': model_config(model),
       'input': {'name': 'pairs', 'shape': ['batch', 2, p, p], 'dtype': 'float32',
                 'range': [0.0, 1.0],
                 'layout': 'pairs[:, 0] visible/optical, pairs[:, 1] other spectrum'},
@@ -85,7 +89,7 @@ def export_checkpoint(variables: Dict[str, Any], meta: Dict[str, Any], out: str,
           'params_deployed': pruning.count_parameters(folded),
           'batch_norms_folded': len(report.folded),
           'batch_norms_left': len(report.unfolded)},
-      'source_checkpoint': source, 'source_meta': {
+      'source_checkpoint': source, 'source_step': step, 'source_meta': {
           k: meta.get(k) for k in ('source', 'step', 'config') if k in meta},
       'jax_version': jax.__version__,
       'sha256': hashlib.sha256(blob).hexdigest(), 'bytes': len(blob),
