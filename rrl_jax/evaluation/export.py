@@ -94,12 +94,20 @@ def export_checkpoint(variables: Dict[str, Any], meta: Dict[str, Any], out: str,
       'jax_version': jax.__version__,
       'sha256': hashlib.sha256(blob).hexdigest(), 'bytes': len(blob),
   }
+  sidecar['sidecar_sha256'] = sidecar_digest(sidecar)
   os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
   with open(out, 'wb') as f:
     f.write(blob)
   with open(sidecar_path(out), 'w') as f:
     json.dump(sidecar, f, indent=1, default=str)
   return sidecar
+
+
+def sidecar_digest(sidecar: Dict[str, Any]) -> str:
+  """SHA-256 of the sidecar's own fields (all but 'sidecar_sha256'), as JSON."""
+  fields = {k: v for k, v in sidecar.items() if k != 'sidecar_sha256'}
+  text = json.dumps(json.loads(json.dumps(fields, default=str)), sort_keys=True)
+  return hashlib.sha256(text.encode()).hexdigest()
 
 
 def read_sidecar(path: str) -> Dict[str, Any]:
@@ -126,6 +134,11 @@ def read_sidecar(path: str) -> Dict[str, Any]:
           and all(isinstance(s, int) for s in shape[1:])):
     raise ExportError(f'{side}: field "input.shape" is {shape!r}, expected '
                       '["batch", 2, P, P].')
+  # Sidecars written before the self-checksum have none: nothing to check.
+  if 'sidecar_sha256' in meta and meta['sidecar_sha256'] != sidecar_digest(meta):
+    raise ExportError(f'{side}: its own checksum (field "sidecar_sha256") does not '
+                      f'match its contents: the sidecar was edited after export. '
+                      f'Re-export with `python -m launch.export`.')
   return meta
 
 
@@ -139,8 +152,12 @@ class ExportedScorer:
       blob = f.read()
     digest = hashlib.sha256(blob).hexdigest()
     if digest != self.meta.get('sha256'):
-      raise ExportError(f'{sidecar_path(path)}: field "sha256" does not match '
-                        f'{path} (the sidecar belongs to another export).')
+      recorded = str(self.meta.get('sha256'))[:12]
+      raise ExportError(
+          f'{path}: its SHA-256 {digest[:12]}... differs from the {recorded}... '
+          f'that {sidecar_path(path)} (field "sha256") records: the artifact was '
+          'changed after export, or the sidecar belongs to another export. '
+          'Re-export with `python -m launch.export`.')
     try:
       self.exported = jax_export.deserialize(bytearray(blob))
     except Exception as e:  # pylint: disable=broad-except
