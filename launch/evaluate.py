@@ -17,6 +17,8 @@ evaluate it (when --out is given) with both statistics side by side:
       --recalibrate_split=train --recalibrate_batches=16 \
       --recalibrated_out=DIR_BN --out=R
 """
+import contextlib
+import fnmatch
 import importlib.util
 import os
 import sys
@@ -26,13 +28,18 @@ from absl import app, flags, logging
 
 from rrl_jax import cli
 from rrl_jax.training import bn_recalibration
+from rrl_jax.errors import UserError
 from rrl_jax.training import checkpoints as checkpoint
+from rrl_jax.training import workdir
 from rrl_jax.evaluation import scoring as evaluation
 from rrl_jax.evaluation import reports
 from rrl_jax import xla_cpu
 from rrl_jax.models import model_from_config
 
 FLAGS = flags.FLAGS
+# What write_reports puts in a results folder: --overwrite clears only these.
+REPORT_FILES = ('results.json', 'results.md', 'roc.png', 'scores.npz', 'mgla.png',
+                'errors_*.png')
 
 
 def define_flags() -> None:
@@ -43,7 +50,9 @@ def define_flags() -> None:
   flags.DEFINE_list('splits', None, 'Splits to evaluate (default: test splits).')
   flags.DEFINE_string('data_dir', None, 'TFDS data_dir.')
   flags.DEFINE_string('manual_dir', None, 'Manually downloaded files.')
-  flags.DEFINE_string('out', None, 'Results folder.')
+  flags.DEFINE_string('out', None, 'Results folder (new or empty; see --overwrite).')
+  flags.DEFINE_bool('overwrite', False, 'Replace the reports of an existing --out '
+                    'results folder (its files are deleted first).')
   flags.DEFINE_integer('batch_size', None, 'Global batch (default 256).')
   flags.DEFINE_string('protocol', None, "'clean' or 'paper' (recorded only).")
   flags.DEFINE_integer('mgla_pairs', 4, 'Pairs in mgla.png (0: none).')
@@ -70,6 +79,44 @@ def load_config(spec: str):
   if not hasattr(module, 'get_config'):
     raise ValueError(f'--config: {path} defines no get_config().')
   return module.get_config(arg) if arg else module.get_config()
+
+
+def check_results_folder(out: str, overwrite: bool = False) -> None:
+  """Refuses a --out folder that holds files, unless `overwrite` (then clears it).
+
+  Only a folder of reports is cleared (results.json inside, or nothing but the
+  files write_reports makes, and no subfolder): nothing else a user made is lost.
+  """
+  if not os.path.exists(out):
+    return
+  if not os.path.isdir(out):
+    raise ValueError(f'--out={out} is a file; give a results folder.')
+  entries = sorted(os.listdir(out))
+  if not entries:
+    return
+  if not overwrite:
+    raise ValueError(f'--out={out} holds a previous evaluation ({len(entries)} '
+                     'files); pass --overwrite to replace it or choose another --out.')
+  foreign = [e for e in entries if os.path.isdir(os.path.join(out, e)) or (
+      'results.json' not in entries
+      and not any(fnmatch.fnmatch(e, p) for p in REPORT_FILES))]
+  if foreign:
+    raise ValueError(f'--out={out} is not a results folder ({foreign[0]} is not a '
+                     'report of launch.evaluate); refusing to clear it. Choose '
+                     'another --out.')
+  for entry in entries:
+    os.remove(os.path.join(out, entry))
+
+
+@contextlib.contextmanager
+def results_folder(out: Optional[str], overwrite: bool = False):
+  """Holds OUT.lock beside --out (one evaluation per folder) and checks OUT."""
+  if not out:
+    yield
+    return
+  with workdir.output_lock(out):
+    check_results_folder(out, overwrite)
+    yield
 
 
 def default_splits(dataset: str, **data_kwargs) -> List[str]:
@@ -144,6 +191,7 @@ def run(checkpoint_dir: str, out: str, dataset: Optional[str] = None,
     raise ValueError('give --dataset=NAME or --config=FILE.')
   if not out:
     raise ValueError('--out is required.')
+  check_results_folder(out)
   data_kwargs = dict(cfg_data.get('builder_kwargs', {}) if cfg_data else {})
   data_dir = data_dir or (cfg_data.get('data_dir') if cfg_data else None) or None
   manual_dir = manual_dir or (cfg_data.get('manual_dir') if cfg_data else None) or None
@@ -215,17 +263,18 @@ def main(argv):
   try:
     config = load_config(FLAGS.config) if FLAGS.config else None
     checkpoint_dir = cli.checkpoint_dir(FLAGS.checkpoint)
-    if FLAGS.recalibrate_split:
-      checkpoint_dir = recalibrate_from_flags(config, checkpoint_dir)
-      print(f'Recalibrated checkpoint written to {checkpoint_dir}')
-      if not FLAGS.out:
-        return
-    record = run(checkpoint_dir, FLAGS.out, FLAGS.dataset, config,
-                 FLAGS.splits, FLAGS.data_dir, FLAGS.manual_dir,
-                 FLAGS.batch_size, FLAGS.protocol,
-                 None if FLAGS.recalibrate_split else FLAGS.step,
-                 FLAGS.mgla_pairs, FLAGS.mlpp, progress=True)
-  except (ValueError, OSError, checkpoint.CheckpointError) as e:
+    with results_folder(FLAGS.out, FLAGS.overwrite):
+      if FLAGS.recalibrate_split:
+        checkpoint_dir = recalibrate_from_flags(config, checkpoint_dir)
+        print(f'Recalibrated checkpoint written to {checkpoint_dir}')
+        if not FLAGS.out:
+          return
+      record = run(checkpoint_dir, FLAGS.out, FLAGS.dataset, config,
+                   FLAGS.splits, FLAGS.data_dir, FLAGS.manual_dir,
+                   FLAGS.batch_size, FLAGS.protocol,
+                   None if FLAGS.recalibrate_split else FLAGS.step,
+                   FLAGS.mgla_pairs, FLAGS.mlpp, progress=True)
+  except (ValueError, OSError, UserError, checkpoint.CheckpointError) as e:
     sys.exit(f'launch.evaluate: error: {e}')
   print(reports.results_markdown(record))
   print(f'Reports written to {FLAGS.out}')

@@ -96,10 +96,15 @@ def export_checkpoint(variables: Dict[str, Any], meta: Dict[str, Any], out: str,
   }
   sidecar['sidecar_sha256'] = sidecar_digest(sidecar)
   os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-  with open(out, 'wb') as f:
+  # Both files are complete under temporary names before either is renamed: a
+  # kill never leaves a half-written file (at worst, between the renames, a
+  # pair whose checksum check refuses it).
+  with open(out + '.tmp', 'wb') as f:
     f.write(blob)
-  with open(sidecar_path(out), 'w') as f:
+  with open(sidecar_path(out) + '.tmp', 'w') as f:
     json.dump(sidecar, f, indent=1, default=str)
+  os.replace(out + '.tmp', out)
+  os.replace(sidecar_path(out) + '.tmp', sidecar_path(out))
   return sidecar
 
 

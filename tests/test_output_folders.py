@@ -1,0 +1,65 @@
+"""--out of launch.evaluate and launch.export: existing output, one writer at a time."""
+import os
+
+import numpy as np
+import pytest
+
+from launch import evaluate
+from launch import export as export_cli
+from rrl_jax.errors import WorkdirError
+from rrl_jax.training import workdir
+
+
+def _reports(folder, names=('results.json', 'results.md', 'errors_train.png')):
+  folder.mkdir(exist_ok=True)
+  for name in names:
+    (folder / name).write_text('old run')
+  return folder
+
+
+def test_evaluate_refuses_existing_results_without_overwrite(tmp_path):
+  out = _reports(tmp_path / 'r')
+  with pytest.raises(ValueError) as e:
+    with evaluate.results_folder(str(out)):
+      pass
+  assert str(e.value) == (f'--out={out} holds a previous evaluation (3 files); pass '
+                          '--overwrite to replace it or choose another --out.')
+  assert sorted(os.listdir(out)) == ['errors_train.png', 'results.json', 'results.md']
+  with pytest.raises(ValueError, match='holds a previous evaluation'):
+    evaluate.run('unused', str(out), dataset='vis_nir')  # Before any loading.
+  assert not os.path.exists(str(out) + '.lock')
+
+
+def test_evaluate_overwrite_clears_the_old_run_first(tmp_path):
+  out = _reports(tmp_path / 'r')
+  with evaluate.results_folder(str(out), overwrite=True):
+    assert os.listdir(out) == []  # FIL-Net's errors_train.png is gone too.
+    assert os.path.exists(str(out) + '.lock')
+  assert not os.path.exists(str(out) + '.lock')
+  with evaluate.results_folder(str(tmp_path / 'new')):  # New and empty: fine.
+    pass
+
+
+@pytest.mark.parametrize('names', [('results.json', 'config.json'), ('notes.txt',)])
+def test_evaluate_overwrite_never_clears_a_folder_of_other_files(tmp_path, names):
+  out = _reports(tmp_path / 'r', names)
+  (out / 'checkpoints').mkdir()
+  with pytest.raises(ValueError, match='is not a results folder .* refusing to clear'):
+    with evaluate.results_folder(str(out), overwrite=True):
+      pass
+  assert sorted(os.listdir(out)) == sorted(names + ('checkpoints',))
+
+
+def test_second_evaluate_or_export_on_one_out_is_refused(tmp_path):
+  """A live holder of OUT.lock (here this process) refuses a second writer."""
+  out = tmp_path / 'r'
+  with workdir.output_lock(str(out)):
+    with pytest.raises(WorkdirError, match=f'{out} is in use by another run .*'
+                       'use another --out'):
+      with evaluate.results_folder(str(out)):
+        pass
+  artifact = tmp_path / 'm.jaxexport'
+  with workdir.output_lock(str(artifact)):
+    with pytest.raises(WorkdirError, match=f'{artifact} is in use by another run'):
+      export_cli.run('unused', str(artifact))
+  assert sorted(os.listdir(tmp_path)) == []  # Locks released, nothing written.
