@@ -19,7 +19,6 @@ evaluate it (when --out is given) with both statistics side by side:
 """
 import contextlib
 import fnmatch
-import importlib.util
 import os
 import sys
 from typing import Any, Dict, List, Optional, Sequence
@@ -28,6 +27,7 @@ from absl import app, flags, logging
 
 from rrl_jax import cli
 from rrl_jax.training import bn_recalibration
+from rrl_jax.data.toy import TOY_DATASET
 from rrl_jax.errors import UserError
 from rrl_jax.training import checkpoints as checkpoint
 from rrl_jax.training import workdir
@@ -66,19 +66,6 @@ def define_flags() -> None:
   flags.DEFINE_string('recalibrated_out', None, 'Precise BN: the new checkpoint '
                       'directory (must not exist).')
   cli.define_help_flags()
-
-
-def load_config(spec: str):
-  """`path.py[:arg]` -> get_config(arg)."""
-  path, _, arg = spec.partition(':')
-  if not os.path.isfile(path):
-    raise ValueError(f'--config: no such file {path}.')
-  module_spec = importlib.util.spec_from_file_location('eval_config', path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  if not hasattr(module, 'get_config'):
-    raise ValueError(f'--config: {path} defines no get_config().')
-  return module.get_config(arg) if arg else module.get_config()
 
 
 def check_results_folder(out: str, overwrite: bool = False) -> None:
@@ -191,6 +178,10 @@ def run(checkpoint_dir: str, out: str, dataset: Optional[str] = None,
     raise ValueError('give --dataset=NAME or --config=FILE.')
   if not out:
     raise ValueError('--out is required.')
+  if dataset == TOY_DATASET and split_data is None:
+    raise ValueError(f"dataset {dataset!r} (configs/test.py) is generated in memory "
+                     'for tests and has no test files to score; evaluate on a '
+                     'built dataset: --dataset=NAME (e.g. synthetic, vis_nir).')
   check_results_folder(out)
   data_kwargs = dict(cfg_data.get('builder_kwargs', {}) if cfg_data else {})
   data_dir = data_dir or (cfg_data.get('data_dir') if cfg_data else None) or None
@@ -261,7 +252,7 @@ def main(argv):
   if not FLAGS.checkpoint:
     sys.exit('launch.evaluate: error: --checkpoint is required.')
   try:
-    config = load_config(FLAGS.config) if FLAGS.config else None
+    config = cli.load_config_file(FLAGS.config) if FLAGS.config else None
     checkpoint_dir = cli.checkpoint_dir(FLAGS.checkpoint)
     with results_folder(FLAGS.out, FLAGS.overwrite):
       if FLAGS.recalibrate_split:

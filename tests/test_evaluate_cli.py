@@ -1,4 +1,5 @@
-"""--out of launch.evaluate and launch.export: existing output, one writer at a time."""
+"""launch.evaluate's inputs: --out (existing results, one writer at a time, also
+for launch.export's --out) and --config datasets it cannot score."""
 import os
 
 import numpy as np
@@ -8,6 +9,7 @@ from launch import evaluate
 from launch import export as export_cli
 from rrl_jax.errors import WorkdirError
 from rrl_jax.training import workdir
+from conftest import REPO
 
 
 def _reports(folder, names=('results.json', 'results.md', 'errors_train.png')):
@@ -63,3 +65,14 @@ def test_second_evaluate_or_export_on_one_out_is_refused(tmp_path):
     with pytest.raises(WorkdirError, match=f'{artifact} is in use by another run'):
       export_cli.run('unused', str(artifact))
   assert sorted(os.listdir(tmp_path)) == []  # Locks released, nothing written.
+
+
+def test_toy_dataset_of_the_test_config_is_one_clear_line(tmp_path):
+  from rrl_jax import cli  # pylint: disable=import-outside-toplevel
+  config = cli.load_config_file(os.path.join(REPO, 'configs', 'test.py'))
+  with pytest.raises(ValueError) as e:
+    evaluate.run('unused', str(tmp_path / 'r'), config=config)
+  assert str(e.value) == ("dataset 'toy' (configs/test.py) is generated in memory for "
+                          'tests and has no test files to score; evaluate on a built '
+                          'dataset: --dataset=NAME (e.g. synthetic, vis_nir).')
+  assert not os.path.exists(tmp_path / 'r')
