@@ -61,8 +61,14 @@ def load_pack(path: str) -> np.ndarray:
   if os.path.getsize(path) == 0:
     raise ValueError(f'{path}: empty file (0 bytes); expected a .npy pairs pack.')
   try:
-    return np.load(path, allow_pickle=False)
-  except (ValueError, OSError, EOFError) as e:
+    return np.load(path, allow_pickle=False)  # Never unpickle a user's file.
+  except ValueError as e:
+    if 'allow_pickle' in str(e):
+      raise ValueError(f'{path}: holds pickled Python objects (an object array); '
+                       'rrl_jax never unpickles input files: save a numeric uint8 '
+                       'array (N, 2, 64, 64).') from None
+    raise ValueError(f'{path}: not a readable .npy array ({e}).') from e
+  except (OSError, EOFError) as e:
     raise ValueError(f'{path}: not a readable .npy array ({e}).') from e
 
 
