@@ -81,16 +81,16 @@ def check_results_folder(out: str, overwrite: bool = False) -> None:
   entries = sorted(os.listdir(out))
   if not entries:
     return
-  if not overwrite:
-    raise ValueError(f'--out={out} holds a previous evaluation ({len(entries)} '
-                     'files); pass --overwrite to replace it or choose another --out.')
   foreign = [e for e in entries if os.path.isdir(os.path.join(out, e)) or (
       'results.json' not in entries
       and not any(fnmatch.fnmatch(e, p) for p in REPORT_FILES))]
   if foreign:
     raise ValueError(f'--out={out} is not a results folder ({foreign[0]} is not a '
-                     'report of launch.evaluate); refusing to clear it. Choose '
-                     'another --out.')
+                     'report of launch.evaluate); refusing to write into it. Choose '
+                     'a new or empty --out.')
+  if not overwrite:
+    raise ValueError(f'--out={out} holds a previous evaluation ({len(entries)} '
+                     'files); pass --overwrite to replace it or choose another --out.')
   for entry in entries:
     os.remove(os.path.join(out, entry))
 

@@ -43,12 +43,17 @@ def test_evaluate_overwrite_clears_the_old_run_first(tmp_path):
 
 
 @pytest.mark.parametrize('names', [('results.json', 'config.json'), ('notes.txt',)])
-def test_evaluate_overwrite_never_clears_a_folder_of_other_files(tmp_path, names):
+def test_evaluate_never_writes_into_or_clears_a_folder_of_other_files(tmp_path, names):
   out = _reports(tmp_path / 'r', names)
-  (out / 'checkpoints').mkdir()
-  with pytest.raises(ValueError, match='is not a results folder .* refusing to clear'):
-    with evaluate.results_folder(str(out), overwrite=True):
-      pass
+  (out / 'checkpoints').mkdir()  # E.g. --out=WORKDIR by mistake.
+  for overwrite in (False, True):
+    with pytest.raises(ValueError) as e:
+      with evaluate.results_folder(str(out), overwrite=overwrite):
+        pass
+    assert str(e.value) == (f'--out={out} is not a results folder ('
+                            f'{sorted(names + ("checkpoints",))[0]} is not a report of '
+                            'launch.evaluate); refusing to write into it. Choose a new '
+                            'or empty --out.')
   assert sorted(os.listdir(out)) == sorted(names + ('checkpoints',))
 
 
