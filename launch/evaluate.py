@@ -69,10 +69,11 @@ def define_flags() -> None:
 
 
 def check_results_folder(out: str, overwrite: bool = False) -> None:
-  """Refuses a --out folder that holds files, unless `overwrite` (then clears it).
+  """Refuses a --out folder that holds files, unless `overwrite`.
 
-  Only a folder of reports is cleared (results.json inside, or nothing but the
-  files write_reports makes, and no subfolder): nothing else a user made is lost.
+  Only a folder of reports may be overwritten (results.json inside, or nothing
+  but the files write_reports makes, and no subfolder): nothing else a user
+  made is lost. `clear_results_folder` empties it once the new reports are due.
   """
   if not os.path.exists(out):
     return
@@ -91,13 +92,20 @@ def check_results_folder(out: str, overwrite: bool = False) -> None:
   if not overwrite:
     raise ValueError(f'--out={out} holds a previous evaluation ({len(entries)} '
                      'files); pass --overwrite to replace it or choose another --out.')
-  for entry in entries:
-    os.remove(os.path.join(out, entry))
+
+
+def clear_results_folder(out: str) -> None:
+  """Deletes the previous reports in --out (checked by check_results_folder)."""
+  check_results_folder(out, overwrite=True)
+  if os.path.isdir(out):
+    for entry in os.listdir(out):
+      os.remove(os.path.join(out, entry))
 
 
 @contextlib.contextmanager
 def results_folder(out: Optional[str], overwrite: bool = False):
-  """Holds OUT.lock beside --out (one evaluation per folder) and checks OUT."""
+  """Holds OUT.lock beside --out (one evaluation per folder) and checks OUT
+  before any work (run() clears it, with --overwrite, just before writing)."""
   if not out:
     yield
     return
@@ -166,8 +174,11 @@ def run(checkpoint_dir: str, out: str, dataset: Optional[str] = None,
         batch_size: Optional[int] = None, protocol: Optional[str] = None,
         step: Optional[int] = None, mgla_pairs: int = 0,
         mlpp: bool = False, split_data: Optional[Dict[str, Any]] = None,
-        progress: bool = False) -> Dict[str, Any]:
+        progress: bool = False, overwrite: bool = False) -> Dict[str, Any]:
   """Loads, scores, writes reports; returns the results.json record.
+
+  An `out` holding reports is refused, or with `overwrite` emptied once the
+  scores are in (a failure before then leaves the previous reports whole).
 
   `split_data` ({name: (patches, labels)}) skips dataset loading (tests, and
   callers that hold the data already). `progress` shows a bar per split.
@@ -182,7 +193,7 @@ def run(checkpoint_dir: str, out: str, dataset: Optional[str] = None,
     raise ValueError(f"dataset {dataset!r} (configs/test.py) is generated in memory "
                      'for tests and has no test files to score; evaluate on a '
                      'built dataset: --dataset=NAME (e.g. synthetic, vis_nir).')
-  check_results_folder(out)
+  check_results_folder(out, overwrite)
   data_kwargs = dict(cfg_data.get('builder_kwargs', {}) if cfg_data else {})
   data_dir = data_dir or (cfg_data.get('data_dir') if cfg_data else None) or None
   manual_dir = manual_dir or (cfg_data.get('manual_dir') if cfg_data else None) or None
@@ -210,6 +221,8 @@ def run(checkpoint_dir: str, out: str, dataset: Optional[str] = None,
     info = bn_recalibration.moving_average_info(info.get('moving_average'))
   info.setdefault('description', bn_recalibration.describe(info))
   effect = evaluation.mlpp_effect(model, variables) if mlpp else None
+  if overwrite:
+    clear_results_folder(out)
   return reports.write_reports(
       out, results, split_data, dataset=dataset, protocol=protocol,
       checkpoint=os.path.abspath(checkpoint_dir), mlpp=effect, model=model,
@@ -264,7 +277,8 @@ def main(argv):
                    FLAGS.splits, FLAGS.data_dir, FLAGS.manual_dir,
                    FLAGS.batch_size, FLAGS.protocol,
                    None if FLAGS.recalibrate_split else FLAGS.step,
-                   FLAGS.mgla_pairs, FLAGS.mlpp, progress=True)
+                   FLAGS.mgla_pairs, FLAGS.mlpp, progress=True,
+                   overwrite=FLAGS.overwrite)
   except (ValueError, OSError, UserError, checkpoint.CheckpointError) as e:
     sys.exit(f'launch.evaluate: error: {e}')
   print(reports.results_markdown(record))

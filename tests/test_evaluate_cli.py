@@ -9,6 +9,8 @@ from launch import evaluate
 from launch import export as export_cli
 from rrl_jax.errors import WorkdirError
 from rrl_jax.training import workdir
+from rrl_jax.training.checkpoints import CheckpointError
+from eval_helpers import random_pairs
 from conftest import REPO
 
 
@@ -32,11 +34,20 @@ def test_evaluate_refuses_existing_results_without_overwrite(tmp_path):
   assert not os.path.exists(str(out) + '.lock')
 
 
-def test_evaluate_overwrite_clears_the_old_run_first(tmp_path):
+def test_evaluate_overwrite_replaces_the_old_run_only_once_scored(tiny_checkpoint,
+                                                                   tmp_path):
   out = _reports(tmp_path / 'r')
   with evaluate.results_folder(str(out), overwrite=True):
-    assert os.listdir(out) == []  # FIL-Net's errors_train.png is gone too.
     assert os.path.exists(str(out) + '.lock')
+    with pytest.raises(CheckpointError):  # Fails before scoring: old run kept.
+      evaluate.run(str(tmp_path), str(out), dataset='vis_nir', overwrite=True,
+                   split_data={'field': (random_pairs(4), np.arange(4) % 2)})
+    assert sorted(os.listdir(out)) == ['errors_train.png', 'results.json', 'results.md']
+    evaluate.run(tiny_checkpoint[2], str(out), dataset='vis_nir', overwrite=True,
+                 batch_size=4, split_data={'field': (random_pairs(4), np.arange(4) % 2)})
+  # FIL-Net's errors_train.png of the old run is gone; only the new reports.
+  assert sorted(os.listdir(out)) == ['errors_field.png', 'results.json', 'results.md',
+                                     'roc.png', 'scores.npz']
   assert not os.path.exists(str(out) + '.lock')
   with evaluate.results_folder(str(tmp_path / 'new')):  # New and empty: fine.
     pass
