@@ -99,7 +99,10 @@ def clear_results_folder(out: str) -> None:
   check_results_folder(out, overwrite=True)
   if os.path.isdir(out):
     for entry in os.listdir(out):
-      os.remove(os.path.join(out, entry))
+      try:
+        os.remove(os.path.join(out, entry))
+      except FileNotFoundError:  # Another process of a multi-host run was first.
+        pass
 
 
 @contextlib.contextmanager
