@@ -17,7 +17,8 @@ evaluate it (when --out is given) with both statistics side by side:
       --recalibrate_split=train --recalibrate_batches=16 \
       --recalibrated_out=DIR_BN --out=R
 """
-import importlib.util
+import contextlib
+import fnmatch
 import os
 import sys
 from typing import Any, Dict, List, Optional, Sequence
@@ -26,13 +27,19 @@ from absl import app, flags, logging
 
 from rrl_jax import cli
 from rrl_jax.training import bn_recalibration
+from rrl_jax.data.toy import TOY_DATASET
+from rrl_jax.errors import UserError
 from rrl_jax.training import checkpoints as checkpoint
+from rrl_jax.training import workdir
 from rrl_jax.evaluation import scoring as evaluation
 from rrl_jax.evaluation import reports
 from rrl_jax import xla_cpu
 from rrl_jax.models import model_from_config
 
 FLAGS = flags.FLAGS
+# What write_reports puts in a results folder: --overwrite clears only these.
+REPORT_FILES = ('results.json', 'results.md', 'roc.png', 'scores.npz', 'mgla.png',
+                'errors_*.png')
 
 
 def define_flags() -> None:
@@ -43,7 +50,9 @@ def define_flags() -> None:
   flags.DEFINE_list('splits', None, 'Splits to evaluate (default: test splits).')
   flags.DEFINE_string('data_dir', None, 'TFDS data_dir.')
   flags.DEFINE_string('manual_dir', None, 'Manually downloaded files.')
-  flags.DEFINE_string('out', None, 'Results folder.')
+  flags.DEFINE_string('out', None, 'Results folder (new or empty; see --overwrite).')
+  flags.DEFINE_bool('overwrite', False, 'Replace the reports of an existing --out '
+                    'results folder (its files are deleted first).')
   flags.DEFINE_integer('batch_size', None, 'Global batch (default 256).')
   flags.DEFINE_string('protocol', None, "'clean' or 'paper' (recorded only).")
   flags.DEFINE_integer('mgla_pairs', 4, 'Pairs in mgla.png (0: none).')
@@ -59,17 +68,53 @@ def define_flags() -> None:
   cli.define_help_flags()
 
 
-def load_config(spec: str):
-  """`path.py[:arg]` -> get_config(arg)."""
-  path, _, arg = spec.partition(':')
-  if not os.path.isfile(path):
-    raise ValueError(f'--config: no such file {path}.')
-  module_spec = importlib.util.spec_from_file_location('eval_config', path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  if not hasattr(module, 'get_config'):
-    raise ValueError(f'--config: {path} defines no get_config().')
-  return module.get_config(arg) if arg else module.get_config()
+def check_results_folder(out: str, overwrite: bool = False) -> None:
+  """Refuses a --out folder that holds files, unless `overwrite`.
+
+  Only a folder of reports may be overwritten (results.json inside, or nothing
+  but the files write_reports makes, and no subfolder): nothing else a user
+  made is lost. `clear_results_folder` empties it once the new reports are due.
+  """
+  if not os.path.exists(out):
+    return
+  if not os.path.isdir(out):
+    raise ValueError(f'--out={out} is a file; give a results folder.')
+  entries = sorted(os.listdir(out))
+  if not entries:
+    return
+  foreign = [e for e in entries if os.path.isdir(os.path.join(out, e)) or (
+      'results.json' not in entries
+      and not any(fnmatch.fnmatch(e, p) for p in REPORT_FILES))]
+  if foreign:
+    raise ValueError(f'--out={out} is not a results folder ({foreign[0]} is not a '
+                     'report of launch.evaluate); refusing to write into it. Choose '
+                     'a new or empty --out.')
+  if not overwrite:
+    raise ValueError(f'--out={out} holds a previous evaluation ({len(entries)} '
+                     'files); pass --overwrite to replace it or choose another --out.')
+
+
+def clear_results_folder(out: str) -> None:
+  """Deletes the previous reports in --out (checked by check_results_folder)."""
+  check_results_folder(out, overwrite=True)
+  if os.path.isdir(out):
+    for entry in os.listdir(out):
+      try:
+        os.remove(os.path.join(out, entry))
+      except FileNotFoundError:  # Another process of a multi-host run was first.
+        pass
+
+
+@contextlib.contextmanager
+def results_folder(out: Optional[str], overwrite: bool = False):
+  """Holds OUT.lock beside --out (one evaluation per folder) and checks OUT
+  before any work (run() clears it, with --overwrite, just before writing)."""
+  if not out:
+    yield
+    return
+  with workdir.output_lock(out):
+    check_results_folder(out, overwrite)
+    yield
 
 
 def default_splits(dataset: str, **data_kwargs) -> List[str]:
@@ -132,8 +177,11 @@ def run(checkpoint_dir: str, out: str, dataset: Optional[str] = None,
         batch_size: Optional[int] = None, protocol: Optional[str] = None,
         step: Optional[int] = None, mgla_pairs: int = 0,
         mlpp: bool = False, split_data: Optional[Dict[str, Any]] = None,
-        progress: bool = False) -> Dict[str, Any]:
+        progress: bool = False, overwrite: bool = False) -> Dict[str, Any]:
   """Loads, scores, writes reports; returns the results.json record.
+
+  An `out` holding reports is refused, or with `overwrite` emptied once the
+  scores are in (a failure before then leaves the previous reports whole).
 
   `split_data` ({name: (patches, labels)}) skips dataset loading (tests, and
   callers that hold the data already). `progress` shows a bar per split.
@@ -144,6 +192,11 @@ def run(checkpoint_dir: str, out: str, dataset: Optional[str] = None,
     raise ValueError('give --dataset=NAME or --config=FILE.')
   if not out:
     raise ValueError('--out is required.')
+  if dataset == TOY_DATASET and split_data is None:
+    raise ValueError(f"dataset {dataset!r} (configs/test.py) is generated in memory "
+                     'for tests and has no test files to score; evaluate on a '
+                     'built dataset: --dataset=NAME (e.g. synthetic, vis_nir).')
+  check_results_folder(out, overwrite)
   data_kwargs = dict(cfg_data.get('builder_kwargs', {}) if cfg_data else {})
   data_dir = data_dir or (cfg_data.get('data_dir') if cfg_data else None) or None
   manual_dir = manual_dir or (cfg_data.get('manual_dir') if cfg_data else None) or None
@@ -171,6 +224,8 @@ def run(checkpoint_dir: str, out: str, dataset: Optional[str] = None,
     info = bn_recalibration.moving_average_info(info.get('moving_average'))
   info.setdefault('description', bn_recalibration.describe(info))
   effect = evaluation.mlpp_effect(model, variables) if mlpp else None
+  if overwrite:
+    clear_results_folder(out)
   return reports.write_reports(
       out, results, split_data, dataset=dataset, protocol=protocol,
       checkpoint=os.path.abspath(checkpoint_dir), mlpp=effect, model=model,
@@ -213,19 +268,21 @@ def main(argv):
   if not FLAGS.checkpoint:
     sys.exit('launch.evaluate: error: --checkpoint is required.')
   try:
-    config = load_config(FLAGS.config) if FLAGS.config else None
+    config = cli.load_config_file(FLAGS.config) if FLAGS.config else None
     checkpoint_dir = cli.checkpoint_dir(FLAGS.checkpoint)
-    if FLAGS.recalibrate_split:
-      checkpoint_dir = recalibrate_from_flags(config, checkpoint_dir)
-      print(f'Recalibrated checkpoint written to {checkpoint_dir}')
-      if not FLAGS.out:
-        return
-    record = run(checkpoint_dir, FLAGS.out, FLAGS.dataset, config,
-                 FLAGS.splits, FLAGS.data_dir, FLAGS.manual_dir,
-                 FLAGS.batch_size, FLAGS.protocol,
-                 None if FLAGS.recalibrate_split else FLAGS.step,
-                 FLAGS.mgla_pairs, FLAGS.mlpp, progress=True)
-  except (ValueError, OSError, checkpoint.CheckpointError) as e:
+    with results_folder(FLAGS.out, FLAGS.overwrite):
+      if FLAGS.recalibrate_split:
+        checkpoint_dir = recalibrate_from_flags(config, checkpoint_dir)
+        print(f'Recalibrated checkpoint written to {checkpoint_dir}')
+        if not FLAGS.out:
+          return
+      record = run(checkpoint_dir, FLAGS.out, FLAGS.dataset, config,
+                   FLAGS.splits, FLAGS.data_dir, FLAGS.manual_dir,
+                   FLAGS.batch_size, FLAGS.protocol,
+                   None if FLAGS.recalibrate_split else FLAGS.step,
+                   FLAGS.mgla_pairs, FLAGS.mlpp, progress=True,
+                   overwrite=FLAGS.overwrite)
+  except (ValueError, OSError, UserError, checkpoint.CheckpointError) as e:
     sys.exit(f'launch.evaluate: error: {e}')
   print(reports.results_markdown(record))
   print(f'Reports written to {FLAGS.out}')

@@ -14,7 +14,9 @@ import sys
 from absl import app, flags
 
 from rrl_jax import cli, xla_cpu
+from rrl_jax.errors import UserError
 from rrl_jax.training import checkpoints as checkpoint
+from rrl_jax.training import workdir
 
 FLAGS = flags.FLAGS
 
@@ -29,21 +31,30 @@ def define_flags() -> None:
 
 def run(checkpoint_dir: str, out: str, step=None, platforms=('cpu', 'cuda'),
         overwrite: bool = False):
-  """Exports; returns the sidecar dict. ValueError/CheckpointError on bad input."""
-  from rrl_jax.evaluation import export  # pylint: disable=g-import-not-at-top
+  """Exports; returns the sidecar dict. ValueError/CheckpointError on bad input.
+
+  Holds OUT.lock beside OUT meanwhile: a second export to OUT is refused.
+  """
   if not out:
     raise ValueError('--out is required.')
   if os.path.isdir(out):
     raise ValueError(f'--out={out} is a directory; give a file name.')
-  if os.path.exists(out) and not overwrite:
-    raise ValueError(f'--out={out} exists; pass --overwrite to replace it.')
+  with workdir.output_lock(out):
+    if os.path.exists(out) and not overwrite:
+      raise ValueError(f'--out={out} exists; pass --overwrite to replace it.')
+    return _export(checkpoint_dir, out, step, platforms)
+
+
+def _export(checkpoint_dir, out, step, platforms):
+  from rrl_jax.evaluation import export  # pylint: disable=g-import-not-at-top
+  _, step = checkpoint.load_meta(checkpoint_dir, step)
   variables, meta = checkpoint.load_variables(checkpoint_dir, step)
   if not isinstance(meta.get('model'), dict):
     raise checkpoint.CheckpointError(
-        f'{checkpoint_dir}: checkpoint meta has no "model" entry (RRLNet kwargs).')
+        f'{checkpoint_dir}: checkpoint meta has no "model" entry (model kwargs).')
   return export.export_checkpoint(variables, meta, out,
                                   source=os.path.abspath(checkpoint_dir),
-                                  platforms=platforms)
+                                  platforms=platforms, step=step)
 
 
 def main(argv):
@@ -55,7 +66,7 @@ def main(argv):
   try:
     ckpt = cli.checkpoint_dir(FLAGS.checkpoint)
     side = run(ckpt, FLAGS.out, FLAGS.step, FLAGS.platforms, FLAGS.overwrite)
-  except (ValueError, checkpoint.CheckpointError) as e:
+  except (ValueError, UserError, checkpoint.CheckpointError) as e:
     sys.exit(f'launch.export: error: {e}')
   c = side['counts']
   print(f"exported {FLAGS.out} ({side['bytes'] / 2**20:.1f} MiB, "

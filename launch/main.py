@@ -74,7 +74,7 @@ def _unknown_override(argv):
 def _parse_flags(argv):
   """absl's parser; an unknown --config.KEY is one line, not a traceback."""
   try:
-    return app.parse_flags_with_usage(argv)
+    return cli.parse_flags(argv)
   except (AttributeError, KeyError):  # What ml_collections raises for one.
     message = _unknown_override(argv)
     if message is None:

@@ -58,9 +58,17 @@ def output_path(out: str, overwrite: bool = False) -> str:
 def load_pack(path: str) -> np.ndarray:
   if not os.path.isfile(path):
     raise ValueError(f'{path}: no such pairs file.')
+  if os.path.getsize(path) == 0:
+    raise ValueError(f'{path}: empty file (0 bytes); expected a .npy pairs pack.')
   try:
-    return np.load(path, allow_pickle=False)
-  except (ValueError, OSError) as e:
+    return np.load(path, allow_pickle=False)  # Never unpickle a user's file.
+  except ValueError as e:
+    if 'allow_pickle' in str(e):
+      raise ValueError(f'{path}: holds pickled Python objects (an object array); '
+                       'rrl_jax never unpickles input files: save a numeric uint8 '
+                       'array (N, 2, 64, 64).') from None
+    raise ValueError(f'{path}: not a readable .npy array ({e}).') from e
+  except (OSError, EOFError) as e:
     raise ValueError(f'{path}: not a readable .npy array ({e}).') from e
 
 
@@ -80,6 +88,10 @@ def run(checkpoint_dir: str, out: str, pairs: Optional[str] = None,
   if not pairs and not all(keypoint_mode):
     raise ValueError('keypoint mode needs all of --image_a, --image_b, --keypoints.')
   out = output_path(out, overwrite)
+  matcher.checked_batch_size(batch_size)  # Before any loading, either mode.
+  if patch_size < 1:
+    raise ValueError(f'--patch_size={patch_size}: the side of the patches cut at '
+                     'each keypoint must be a positive number of pixels (e.g. 64).')
   if pairs:
     data = evaluation.check_pairs(load_pack(pairs), None, name=pairs)
   else:

@@ -5,12 +5,18 @@
 - `define_int_list()`: a comma-separated list flag whose items are integers.
 - `define_checkpoint_flags()` / `checkpoint_dir()`: --checkpoint (a checkpoint
   or a training workdir) and --step, as launch.evaluate/match/export take them.
+- `load_config_file()` / `parse_flags()`: a --config file that does not exist,
+  or raises at import or in get_config(), is one error line naming it (never
+  ml_collections' traceback).
 - `quiet_logging()`: WARNING verbosity unless --verbosity was given, and the
   jax backend probe ("Unable to initialize backend 'tpu'") and Orbax's per-file
   INFO lines silenced, so an inference run prints its result and little else.
 """
+import importlib.util
 import logging as std_logging
+import os
 import sys
+import traceback
 
 from absl import app
 from absl import flags
@@ -129,3 +135,62 @@ def config_lines(config, prefix: str = 'config.'):
     else:
       lines.append(f'--{prefix}{key}={value!r}')
   return lines
+
+
+def load_config_file(spec: str):
+  """`path.py[:arg]` -> its get_config(arg) (get_config() without an arg).
+
+  ValueError with one line naming the file (and the line that raised) when it
+  does not exist, fails to import, has no get_config or get_config raises.
+  """
+  path, _, arg = spec.partition(':')
+  if not os.path.isfile(path):
+    raise ValueError(f'--config={spec}: no such file {path}.')
+  try:
+    module_spec = importlib.util.spec_from_file_location('rrl_jax_config', path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    if not hasattr(module, 'get_config'):
+      raise ValueError(f'--config={spec}: {path} defines no get_config().')
+    return module.get_config(arg) if arg else module.get_config()
+  except ValueError as e:
+    if str(e).startswith(f'--config={spec}:'):
+      raise
+    raise ValueError(_raised(spec, path, e)) from None
+  except Exception as e:  # pylint: disable=broad-except
+    raise ValueError(_raised(spec, path, e)) from None
+
+
+def _raised(spec: str, path: str, error: BaseException) -> str:
+  """'--config=SPEC: PATH:LINE raised TypeError: ...' (the config file's last line)."""
+  frames = [f for f in traceback.extract_tb(error.__traceback__)
+            if os.path.abspath(f.filename) == os.path.abspath(path)]
+  where = f'{path}:{frames[-1].lineno}' if frames else path
+  if isinstance(error, SyntaxError) and error.lineno:
+    where = f'{path}:{error.lineno}'
+  text = ' '.join(str(error).split())[:300]
+  return f'--config={spec}: {where} raised {type(error).__name__}: {text}'
+
+
+def _flag_value(argv, name: str):
+  """The last --NAME=VALUE / --NAME VALUE of argv, else None."""
+  value = None
+  for i, arg in enumerate(argv):
+    if arg.startswith(f'--{name}='):
+      value = arg.split('=', 1)[1]
+    elif arg == f'--{name}' and i + 1 < len(argv):
+      value = argv[i + 1]
+  return value
+
+
+def parse_flags(argv):
+  """absl's flag parsing (app.run's flags_parser) for programs whose --config is
+  an ml_collections config file: one error line for a bad config file."""
+  spec = _flag_value(argv, 'config')
+  if spec:
+    try:
+      load_config_file(spec)
+    except ValueError as e:
+      sys.stderr.write(f'ERROR: {e}\n')
+      sys.exit(1)
+  return app.parse_flags_with_usage(argv)

@@ -69,3 +69,38 @@ def test_inspect_data_errors_are_one_line(tmp_path, capsys, option, message):
   assert str(exit_.value).startswith(f'launch.inspect_data: error: {message}')
   assert '\n' not in str(exit_.value)
   assert not os.listdir(tmp_path)  # nothing built
+
+
+@pytest.mark.parametrize('text, spec_arg, message', [
+    (None, '', 'no such file {path}.'),
+    ('import os\nraise RuntimeError("boom")\n', '', '{path}:2 raised RuntimeError: boom'),
+    ('def get_config(:\n', '', '{path}:1 raised SyntaxError: '),
+    ('X = 1\n', '', '{path} defines no get_config().'),
+    ('def get_config(arg):\n  return {"a": 1}[arg]\n', ':b', "{path}:2 raised KeyError: 'b'"),
+])
+def test_bad_config_file_is_one_line(tmp_path, text, spec_arg, message):
+  from rrl_jax import cli  # pylint: disable=import-outside-toplevel
+  path = tmp_path / 'cfg.py'
+  if text is not None:
+    path.write_text(text)
+  with pytest.raises(ValueError) as e:
+    cli.load_config_file(f'{path}{spec_arg}')
+  assert str(e.value).startswith(f'--config={path}{spec_arg}: '
+                                 + message.format(path=path))
+  assert '\n' not in str(e.value)
+
+
+def test_config_file_errors_at_flag_parsing_are_one_line(tmp_path):
+  """launch.main (ml_collections' config flag): a missing or raising file."""
+  env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS='cpu')
+  (tmp_path / 'bad.py').write_text('raise ImportError("no module named nope")\n')
+  for path, message in ((tmp_path / 'nope.py', f'no such file {tmp_path}/nope.py.'),
+                        (tmp_path / 'bad.py', f'{tmp_path}/bad.py:1 raised ImportError')):
+    done = subprocess.run([sys.executable, '-m', 'launch.main', f'--config={path}',
+                           f'--workdir={tmp_path}/w'], capture_output=True, text=True,
+                          env=env, cwd=REPO, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [f'ERROR: --config={path}: {message}'
+                                                + ('' if 'nope.py' in message else
+                                                   ': no module named nope')]
+  assert not os.path.exists(tmp_path / 'w')

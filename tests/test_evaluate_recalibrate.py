@@ -98,4 +98,8 @@ def test_command_line(source, tmp_path):
   assert record['bn_statistics']['split'] == 'train'
   assert 'moving_average' in record['splits']['test']
   again = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
+  assert again.returncode != 0 and 'holds a previous evaluation' in again.stderr
+  again = subprocess.run(cmd + ['--overwrite'], capture_output=True, text=True,
+                         env=env, cwd=REPO)
   assert again.returncode != 0 and 'refusing to overwrite' in again.stderr
+  assert os.path.exists(tmp_path / 'r' / 'results.json')  # Refused: kept whole.

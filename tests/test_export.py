@@ -55,7 +55,7 @@ def test_bad_exports_give_one_line(tiny_checkpoint, exported, tmp_path):
     export.ExportedScorer(str(lonely))
   meta = json.load(open(out + '.json'))
   for change, message in (({'format': 'other'}, 'field "format"'),
-                          ({'sha256': '0' * 64}, 'field "sha256"'),
+                          ({'sha256': '0' * 64}, 'sidecar was edited'),
                           ({'input': {'shape': [1]}}, 'field "input.shape"')):
     with open(str(lonely) + '.json', 'w') as f:
       json.dump(dict(meta, **change), f)
@@ -66,6 +66,27 @@ def test_bad_exports_give_one_line(tiny_checkpoint, exported, tmp_path):
     matcher.Matcher.from_export(out).score(np.zeros((3, 64, 64), np.uint8))
   with pytest.raises(ValueError, match='32x32'):
     matcher.Matcher.from_export(out).score(np.zeros((3, 2, 32, 32), np.uint8))
+
+
+def test_tampered_artifact_or_foreign_sidecar_names_the_artifact(exported, tmp_path):
+  """The artifact's checksum is the one that differs: the message says so."""
+  out, side = exported
+  blob = bytearray(open(out, 'rb').read())
+  blob[len(blob) // 2] ^= 1
+  changed = tmp_path / 'changed.jaxexport'
+  changed.write_bytes(bytes(blob))
+  (tmp_path / 'changed.jaxexport.json').write_text(open(out + '.json').read())
+  foreign = tmp_path / 'foreign.jaxexport'
+  foreign.write_bytes(open(out, 'rb').read())
+  other = dict(side, sha256='ab' * 32)  # An intact sidecar of another export.
+  other['sidecar_sha256'] = export.sidecar_digest(other)
+  (tmp_path / 'foreign.jaxexport.json').write_text(json.dumps(other, default=str))
+  for path in (changed, foreign):
+    with pytest.raises(export.ExportError) as e:
+      export.ExportedScorer(str(path))
+    assert str(e.value).startswith(f'{path}: its SHA-256 ')
+    assert 'the artifact was changed after export, or the sidecar belongs' in str(e.value)
+    assert '\n' not in str(e.value)
 
 
 def _cli(*args):

@@ -148,7 +148,8 @@ def read_split(builder: base.PatchPairBuilder, split: str) -> Tuple[np.ndarray, 
   try:
     with open(stem + '.json') as f:
       if json.load(f) == key:
-        return np.load(stem + '.patches.npy'), np.load(stem + '.labels.npy')
+        return (np.load(stem + '.patches.npy', allow_pickle=False),
+                np.load(stem + '.labels.npy', allow_pickle=False))
   except (OSError, ValueError):
     pass
   patches, labels = _decode(builder, split)

@@ -25,7 +25,7 @@ each label pack is (N,) with 1 = matching, 0 = non-matching.
 def validate_pack(image_path: str, label_path: str) -> Tuple[np.ndarray, np.ndarray]:
   """Memory-maps a pack pair and checks it; raises DataFormatError naming the file."""
   try:
-    images = np.load(image_path, mmap_mode='r')
+    images = np.load(image_path, mmap_mode='r', allow_pickle=False)
   except Exception as e:  # pylint: disable=broad-except
     raise errors.DataFormatError(f'{image_path}: not a readable .npy array ({e})') from e
   if images.ndim != 4 or images.shape[1:] != (2, base.PATCH, base.PATCH):
@@ -36,7 +36,7 @@ def validate_pack(image_path: str, label_path: str) -> Tuple[np.ndarray, np.ndar
   if images.dtype != np.uint8:
     raise errors.DataFormatError(f'{image_path}: expected dtype uint8, found {images.dtype}')
   try:
-    labels = np.load(label_path)
+    labels = np.load(label_path, allow_pickle=False)
   except Exception as e:  # pylint: disable=broad-except
     raise errors.DataFormatError(f'{label_path}: not a readable .npy array ({e})') from e
   if labels.ndim == 2 and labels.shape[1] == 1:

@@ -59,11 +59,22 @@ def _lines(path: str):
           f'{e.start + 1}); save the pair list as UTF-8') from None
 
 
-def parse_pair_list(path: str, n_fields: int, to_pair) -> List[Pair]:
+def outside(root: str, path: str) -> bool:
+  """Whether `path` leaves the folder `root` (lexically: `../`, absolute paths).
+
+  Symbolic links inside `root` are followed as the user made them.
+  """
+  root = os.path.normpath(os.path.abspath(root))
+  path = os.path.normpath(os.path.join(root, path))
+  return os.path.commonpath([root, path]) != root
+
+
+def parse_pair_list(path: str, n_fields: int, to_pair, root: str = '') -> List[Pair]:
   """Parses a comma-separated pair list; malformed lines raise PairListError.
 
   A first line without any number (a header such as `folder,number,...`) is
-  skipped.
+  skipped. With `root` (the manual directory), an image path that leaves it
+  (`../`, an absolute path) is refused naming the line.
   """
   pairs = []
   first = True
@@ -84,6 +95,11 @@ def parse_pair_list(path: str, n_fields: int, to_pair) -> List[Pair]:
       raise errors.PairListError(path, number, line, str(e)) from e
     if pair.label not in (0, 1):
       raise errors.PairListError(path, number, line, f'label must be 0 or 1, found {pair.label}')
+    escaping = [p for p in (pair.optical, pair.other) if root and outside(root, p)]
+    if escaping:
+      raise errors.PairListError(
+          path, number, line, f'image {escaping[0]} is outside the manual directory '
+          f'{root} (a "../" or absolute path); pair-list paths must stay inside it')
     pairs.append(pair)
   if not pairs:
     raise errors.DataFormatError(f'{path}: the pair list holds no pairs')
@@ -153,7 +169,8 @@ class _PairListBuilder(base.PatchPairBuilder, skip_registration=True):
     list_dir = os.path.abspath(self._pair_list_dir or root)
     lists = {s: os.path.join(list_dir, f'{s}.txt') for s in self.options['splits']}
     self.require_files(list(lists.values()))
-    pairs = {s: parse_pair_list(p, self.N_FIELDS, lambda f: self._line_to_pair(root, f))
+    pairs = {s: parse_pair_list(p, self.N_FIELDS, lambda f: self._line_to_pair(root, f),
+                                root=root)
              for s, p in lists.items()}
     self.require_files(q for ps in pairs.values() for p in ps for q in (p.optical, p.other))
     return {s: cut_pairs(ps, s, self, lists[s]) for s, ps in pairs.items()}

@@ -11,8 +11,12 @@ no BatchNorm variables left; the *same* model code applies it, because
 Which BatchNorm follows which convolution is not guessed from names: the model
 is traced once (`jax.eval_shape`, nothing compiled) with a Flax method
 interceptor, and a BatchNorm is folded only when its input *is* the output of
-an `nn.Conv` with a bias (nothing in between), both called exactly once. Others
-stay as they are (and keep normalising). Works for any Flax model built on
+an `nn.Conv` with a bias (nothing in between), both called exactly once, and
+the convolution's output goes to no other module and is returned by none (e.g.
+MFD-Net's raw conv1/conv2 taps, which feed its difference branches). Others
+stay as they are (and keep normalising). A raw use by plain jnp code inside the
+same module is not visible to the trace: tests/test_export_zoo.py checks that
+every network of the zoo scores the same folded and unfolded. Works for any Flax model built on
 `rrl_jax.models.layers.BatchNorm`.
 """
 import dataclasses
@@ -52,14 +56,20 @@ def trace_conv_bn_pairs(apply_fn, variables: Dict[str, Any], *args, **kwargs
   are arrays or ShapeDtypeStructs, `kwargs` static (e.g. train=False).
   """
   conv_outputs, bn_inputs, calls = [], [], {}
+  # Every array handed into or returned by any module call, with its path: a
+  # conv output seen anywhere but its conv's output and the BatchNorm's input
+  # (or a module around that BatchNorm) is used raw elsewhere and must not change.
+  module_inputs, module_outputs = [], []
 
   def interceptor(next_fun, call_args, call_kwargs, context):
     module = context.module
-    if context.method_name != '__call__' or not isinstance(module, (nn.Conv, BatchNorm)):
-      return next_fun(*call_args, **call_kwargs)
     path = tuple(module.scope.path)
-    calls[path] = calls.get(path, 0) + 1
     out = next_fun(*call_args, **call_kwargs)
+    module_inputs.extend((x, path) for x in jax.tree.leaves((call_args, call_kwargs)))
+    module_outputs.extend((x, path) for x in jax.tree.leaves(out))
+    if context.method_name != '__call__' or not isinstance(module, (nn.Conv, BatchNorm)):
+      return out
+    calls[path] = calls.get(path, 0) + 1
     if isinstance(module, nn.Conv):
       if module.use_bias:
         conv_outputs.append((out, path))
@@ -68,12 +78,18 @@ def trace_conv_bn_pairs(apply_fn, variables: Dict[str, Any], *args, **kwargs
                         float(module.epsilon)))
     return out
 
+  def only_feeds(x, conv: Path, bn: Path) -> bool:
+    """x (conv's output) reaches no module but `bn` (and modules around it)."""
+    inputs_ok = all(bn[:len(p)] == p for y, p in module_inputs if y is x)
+    return inputs_ok and [p for y, p in module_outputs if y is x] == [conv]
+
   with nn.intercept_methods(interceptor):
     jax.eval_shape(lambda v, a: apply_fn(v, *a, **kwargs), variables, args)
   pairs, unfolded = [], []
   for x, bn_path, eps in bn_inputs:
     sources = [p for out, p in conv_outputs if out is x]
-    if len(sources) == 1 and calls[sources[0]] == 1 and calls[bn_path] == 1:
+    if (len(sources) == 1 and calls[sources[0]] == 1 and calls[bn_path] == 1
+        and only_feeds(x, sources[0], bn_path)):
       pairs.append((sources[0], bn_path, eps))
     elif bn_path not in unfolded:
       unfolded.append(bn_path)

@@ -23,7 +23,7 @@ from rrl_jax import pruning
 from rrl_jax.evaluation import deploy
 from rrl_jax.evaluation.scoring import U8_TO_UNIT  # Re-exported.
 from rrl_jax.evaluation.scoring import score_in_batches
-from rrl_jax.models import RRLNet, model_config, model_from_config
+from rrl_jax.models import RRLNet, model_config, model_from_config, model_name
 
 FORMAT = 'rrl_jax.export'
 VERSION = 1
@@ -55,10 +55,14 @@ def export_scorer(model: RRLNet, folded: Dict[str, Any],
 
 
 def export_checkpoint(variables: Dict[str, Any], meta: Dict[str, Any], out: str,
-                      source: str = '', platforms: Sequence[str] = PLATFORMS
-                      ) -> Dict[str, Any]:
-  """Folds, exports and writes `out` + `out`.json; returns the sidecar dict."""
-  model = model_from_config(meta['model'])
+                      source: str = '', platforms: Sequence[str] = PLATFORMS,
+                      step: Optional[int] = None) -> Dict[str, Any]:
+  """Folds, exports and writes `out` + `out`.json; returns the sidecar dict.
+
+  The network is the checkpoint's (meta 'model_name', any of the model zoo);
+  `step` is the checkpoint step exported (recorded in the sidecar).
+  """
+  model = model_from_config(meta['model'], name=meta.get('model_name'))
   pruned = pruning.inference_variables(dict(variables), model)
   folded, report = deploy.deploy_variables(model, pruned)
   exported = export_scorer(model, folded, platforms)
@@ -69,7 +73,7 @@ def export_checkpoint(variables: Dict[str, Any], meta: Dict[str, Any], out: str,
   p = model.patch_size
   sidecar = {
       'format': FORMAT, 'version': VERSION,
-      'model': 'rrl_net', 'model_config': model_config(model),
+      'model': model_name(model), 'model_config': model_config(model),
       'input': {'name': 'pairs', 'shape': ['batch', 2, p, p], 'dtype': 'float32',
                 'range': [0.0, 1.0],
                 'layout': 'pairs[:, 0] visible/optical, pairs[:, 1] other spectrum'},
@@ -85,17 +89,30 @@ def export_checkpoint(variables: Dict[str, Any], meta: Dict[str, Any], out: str,
           'params_deployed': pruning.count_parameters(folded),
           'batch_norms_folded': len(report.folded),
           'batch_norms_left': len(report.unfolded)},
-      'source_checkpoint': source, 'source_meta': {
+      'source_checkpoint': source, 'source_step': step, 'source_meta': {
           k: meta.get(k) for k in ('source', 'step', 'config') if k in meta},
       'jax_version': jax.__version__,
       'sha256': hashlib.sha256(blob).hexdigest(), 'bytes': len(blob),
   }
+  sidecar['sidecar_sha256'] = sidecar_digest(sidecar)
   os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-  with open(out, 'wb') as f:
+  # Both files are complete under temporary names before either is renamed: a
+  # kill never leaves a half-written file (at worst, between the renames, a
+  # pair whose checksum check refuses it).
+  with open(out + '.tmp', 'wb') as f:
     f.write(blob)
-  with open(sidecar_path(out), 'w') as f:
+  with open(sidecar_path(out) + '.tmp', 'w') as f:
     json.dump(sidecar, f, indent=1, default=str)
+  os.replace(out + '.tmp', out)
+  os.replace(sidecar_path(out) + '.tmp', sidecar_path(out))
   return sidecar
+
+
+def sidecar_digest(sidecar: Dict[str, Any]) -> str:
+  """SHA-256 of the sidecar's own fields (all but 'sidecar_sha256'), as JSON."""
+  fields = {k: v for k, v in sidecar.items() if k != 'sidecar_sha256'}
+  text = json.dumps(json.loads(json.dumps(fields, default=str)), sort_keys=True)
+  return hashlib.sha256(text.encode()).hexdigest()
 
 
 def read_sidecar(path: str) -> Dict[str, Any]:
@@ -122,6 +139,11 @@ def read_sidecar(path: str) -> Dict[str, Any]:
           and all(isinstance(s, int) for s in shape[1:])):
     raise ExportError(f'{side}: field "input.shape" is {shape!r}, expected '
                       '["batch", 2, P, P].')
+  # Sidecars written before the self-checksum have none: nothing to check.
+  if 'sidecar_sha256' in meta and meta['sidecar_sha256'] != sidecar_digest(meta):
+    raise ExportError(f'{side}: its own checksum (field "sidecar_sha256") does not '
+                      f'match its contents: the sidecar was edited after export. '
+                      f'Re-export with `python -m launch.export`.')
   return meta
 
 
@@ -135,8 +157,12 @@ class ExportedScorer:
       blob = f.read()
     digest = hashlib.sha256(blob).hexdigest()
     if digest != self.meta.get('sha256'):
-      raise ExportError(f'{sidecar_path(path)}: field "sha256" does not match '
-                        f'{path} (the sidecar belongs to another export).')
+      recorded = str(self.meta.get('sha256'))[:12]
+      raise ExportError(
+          f'{path}: its SHA-256 {digest[:12]}... differs from the {recorded}... '
+          f'that {sidecar_path(path)} (field "sha256") records: the artifact was '
+          'changed after export, or the sidecar belongs to another export. '
+          'Re-export with `python -m launch.export`.')
     try:
       self.exported = jax_export.deserialize(bytearray(blob))
     except Exception as e:  # pylint: disable=broad-except

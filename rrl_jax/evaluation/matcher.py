@@ -38,10 +38,20 @@ def read_grey_image(path: str) -> np.ndarray:
   return pair_lists.read_grey(path)
 
 
+def _is_number(text: str) -> bool:
+  try:
+    float(text)
+  except ValueError:
+    return False
+  return True
+
+
 def read_keypoints(path: str) -> np.ndarray:
   """(N, 4) int rows xa, ya, xb, yb (column, row of the patch centres) from a CSV.
 
-  A first line that is not numeric is taken as a header.
+  A first line is a header only when every field is a name (e.g.
+  `xa,ya,xb,yb`); a first line mixing numbers and words is an error, never
+  silently dropped.
   """
   try:
     with open(path) as f:
@@ -51,13 +61,14 @@ def read_keypoints(path: str) -> np.ndarray:
   rows = []
   for number, line in enumerate(lines, 1):
     fields = [x.strip() for x in line.replace(';', ',').split(',')]
-    try:
-      values = [float(x) for x in fields]
-    except ValueError:
-      if number == 1:
-        continue  # header
+    numeric = [_is_number(x) for x in fields]
+    if number == 1 and not any(numeric) and all(fields):
+      continue  # A header of names.
+    if not all(numeric):
       raise ValueError(f'{path}:{number}: expected numbers xa,ya,xb,yb, got '
-                       f'{line!r}.') from None
+                       f'{line!r}' + (' (a header line must be names only, '
+                                      'e.g. xa,ya,xb,yb).' if number == 1 else '.'))
+    values = [float(x) for x in fields]
     if len(values) != 4:
       raise ValueError(f'{path}:{number}: expected 4 values xa,ya,xb,yb, got '
                        f'{len(values)}.')
@@ -112,6 +123,14 @@ def stack_pairs(xa: Any, xb: Any) -> np.ndarray:
   return np.stack([xa, xb], axis=1)
 
 
+def checked_batch_size(batch_size: Any) -> int:
+  """A positive int batch size (ValueError naming --batch_size otherwise)."""
+  if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+      or batch_size < 1:
+    raise ValueError(f'--batch_size={batch_size}: must be a positive number of pairs.')
+  return int(batch_size)
+
+
 class Matcher:
   """Scores cross-spectral patch pairs with a (pruned) RRL-Net."""
 
@@ -120,7 +139,7 @@ class Matcher:
                meta: Optional[Dict[str, Any]] = None):
     self.model = model
     self.variables = pruning.inference_variables(dict(variables), model)
-    self.batch_size = batch_size
+    self.batch_size = checked_batch_size(batch_size)
     self.mesh = mesh
     self.resize = resize
     self.meta = dict(meta or {})
@@ -151,9 +170,10 @@ class Matcher:
     """Scores with an artifact of `launch.export` (raises export.ExportError)."""
     from rrl_jax.evaluation import export  # pylint: disable=g-import-not-at-top
     self = cls.__new__(cls)
+    self.batch_size = checked_batch_size(batch_size)
     self.model, self.variables, self.mesh = None, None, None
     self.exported = export.ExportedScorer(path)
-    self.batch_size, self.resize, self.meta = batch_size, resize, self.exported.meta
+    self.resize, self.meta = resize, self.exported.meta
     return self
 
   @property
@@ -169,12 +189,17 @@ class Matcher:
     return evaluation.check_pairs(pairs, self.patch_size)
 
   def score(self, pairs: Any, progress: bool = False) -> np.ndarray:
-    """P(match) (N,) float32 for pairs (N, 2, P, P) (index 0 = visible/optical)."""
+    """P(match) (N,) float32 for pairs (N, 2, P, P) (index 0 = visible/optical).
+
+    Batches hold at most N pairs: a batch larger than the input is not padded.
+    """
+    pairs = self.prepare(pairs)
+    batch_size = min(self.batch_size, len(pairs))
     if self.exported is not None:
-      return self.exported.score(self.prepare(pairs), self.batch_size,
+      return self.exported.score(pairs, batch_size,
                                  progress='scoring' if progress else None)
-    return evaluation.score_pairs(self.model, self.variables, self.prepare(pairs),
-                                  self.batch_size, self.mesh,
+    return evaluation.score_pairs(self.model, self.variables, pairs,
+                                  batch_size, self.mesh,
                                   progress='scoring' if progress else None)
 
   def score_pairs(self, xa: Any, xb: Any) -> np.ndarray:

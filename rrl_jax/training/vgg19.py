@@ -86,7 +86,7 @@ def _read_h5(path: str) -> Dict[str, Dict[str, np.ndarray]]:
 
 def _read_npz(path: str) -> Dict[str, Dict[str, np.ndarray]]:
   params: Dict[str, Dict[str, np.ndarray]] = {}
-  with np.load(path) as data:
+  with np.load(path, allow_pickle=False) as data:
     for key in data.files:
       layer, _, weight = key.partition('/')
       weight = weight.split(':')[0]

@@ -146,11 +146,18 @@ def _describe(holder: Dict[str, Any]) -> str:
 
 
 class RunLock:
-  """Holds workdir/run.lock while a run uses the directory."""
+  """Holds workdir/run.lock while a run uses the directory.
 
-  def __init__(self, workdir: str):
+  `lock_file` and `flag` serve other outputs: launch.evaluate and launch.export
+  lock their --out with a lock file beside it (`output_lock`).
+  """
+
+  def __init__(self, workdir: str, lock_file: str = LOCK_FILE,
+               flag: str = '--workdir', target: Optional[str] = None):
     self.workdir = workdir
-    self.path = os.path.join(workdir, LOCK_FILE)
+    self.path = os.path.join(workdir, lock_file)
+    self.flag = flag
+    self.target = target or workdir  # What the lock guards, in messages.
     self._created_dir = False
     self._held = False
 
@@ -177,7 +184,7 @@ class RunLock:
     except WorkdirError:
       raise
     except OSError as e:  # Read-only, not a directory, no space, ...
-      raise WorkdirError(f'cannot write to --workdir {self.workdir} '
+      raise WorkdirError(f'cannot write to {self.flag} {self.workdir} '
                          f'({e.strerror or e}); choose a writable directory.') from None
     raise WorkdirError(f'{self.path}: could not take the lock (it keeps '
                        'reappearing); is another run starting right now?')
@@ -191,8 +198,8 @@ class RunLock:
     except (OSError, ValueError):
       # Empty or torn: being written now, or left by a crash at creation.
       if time.time() - os.path.getmtime(self.path) < 10:
-        raise WorkdirError(f'{self.workdir} is being taken by another run '
-                           f'right now ({self.path}); use another --workdir.') from None
+        raise WorkdirError(f'{self.target} is being taken by another run '
+                           f'right now ({self.path}); use another {self.flag}.') from None
       holder = {}
     if holder.get('host') == socket.gethostname() and not _alive(holder):
       print(f'WARNING: removing stale lock {self.path} ({_describe(holder)}: that '
@@ -200,11 +207,11 @@ class RunLock:
       os.remove(self.path)
       return
     if not holder:
-      raise WorkdirError(f'{self.path} is unreadable; if no run uses {self.workdir}, '
+      raise WorkdirError(f'{self.path} is unreadable; if no run uses {self.target}, '
                          'delete it and start again.')
     raise WorkdirError(
-        f'{self.workdir} is in use by another run ({_describe(holder)}); wait for '
-        f'it to finish or stop it, or use another --workdir. If that run is gone '
+        f'{self.target} is in use by another run ({_describe(holder)}); wait for '
+        f'it to finish or stop it, or use another {self.flag}. If that run is gone '
         f'(e.g. another host crashed), delete {self.path}.')
 
   def release(self) -> None:
@@ -222,10 +229,18 @@ class RunLock:
       logging.warning('Could not release %s: %s', self.path, e)
 
 
+def output_lock(out: str, flag: str = '--out'):
+  """`run_lock` for an output file or folder: the lock is OUT.lock beside it."""
+  out = os.path.normpath(os.path.abspath(out))
+  return run_lock(os.path.dirname(out), lock_file=os.path.basename(out) + '.lock',
+                  flag=flag, target=out)
+
+
 @contextlib.contextmanager
-def run_lock(workdir: str):
+def run_lock(workdir: str, lock_file: str = LOCK_FILE, flag: str = '--workdir',
+             target: Optional[str] = None):
   """Holds the workdir's lock (process 0 only; the others share its run)."""
-  lock = RunLock(workdir)
+  lock = RunLock(workdir, lock_file, flag, target)
   error = None
   if jax.process_index() == 0:
     try:
