@@ -18,6 +18,7 @@ restart_from_scratch (README, "Training").
 """
 
 import contextlib
+import errno
 import json
 import logging as std_logging
 import os
@@ -212,12 +213,69 @@ def checkpoint_meta(config) -> Dict[str, Any]:
           'inference_only': False, 'source': 'rrl_jax.train'}
 
 
-def save_checkpoint(mngr, state: TrainState, train_meta, config) -> None:
+class DiskFullError(UserError, OSError):
+  """A checkpoint could not be written: its filesystem is full."""
+
+
+def _is_disk_full(e: BaseException) -> bool:
+  """Whether `e` or an exception it wraps is ENOSPC (Orbax/TensorStore wrap it)."""
+  seen = set()
+  while e is not None and id(e) not in seen:
+    seen.add(id(e))
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+      return True
+    if 'No space left on device' in str(e):
+      return True
+    e = e.__cause__ or e.__context__
+  return False
+
+
+def _free_space(path: str) -> str:
+  while path and not os.path.exists(path):
+    path = os.path.dirname(path)
+  try:
+    free = shutil.disk_usage(path).free
+  except OSError:
+    return 'unknown'
+  return f'{free / 2**20:,.1f} MiB'
+
+
+def _drop_partial(directory: str, step: int) -> None:
+  """Removes the temporary directories an interrupted save of `step` left."""
+  for name in os.listdir(directory) if os.path.isdir(directory) else ():
+    if name.startswith(f'{step}.') and 'tmp' in name:
+      shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+
+
+def save_checkpoint(mngr, state: TrainState, train_meta, config,
+                    workdir: Optional[str] = None) -> None:
+  """Saves a training checkpoint and waits until it is on disk.
+
+  Waiting makes a failed save stop the run at that step: a full disk raises
+  DiskFullError (one line: the directory, the free space, the last good
+  checkpoint), after removing the partial files.
+  """
   step = int(train_meta['step'])
-  mngr.save(step, args=save_args({
-      PARAMS: state.params, BATCH_STATS: state.batch_stats,
-      META: checkpoint_meta(config), OPT_STATE: state.opt_state,
-      TRAIN_STATE: train_meta}))
+  try:
+    with _orbax_quiet():
+      mngr.save(step, args=save_args({
+          PARAMS: state.params, BATCH_STATS: state.batch_stats,
+          META: checkpoint_meta(config), OPT_STATE: state.opt_state,
+          TRAIN_STATE: train_meta}))
+      mngr.wait_until_finished()
+  except Exception as e:  # pylint: disable=broad-except
+    if not _is_disk_full(e):
+      raise
+    directory = str(mngr.directory)
+    _drop_partial(directory, step)
+    good = [s for s in mngr.all_steps() if s != step
+            and os.path.isdir(os.path.join(directory, str(s), TRAIN_STATE))]
+    last = f'{directory}/{max(good)}' if good else 'none yet (the run restarts at step 0)'
+    raise DiskFullError(
+        f'disk full while saving checkpoint step {step} in {directory} '
+        f'(free: {_free_space(directory)}); training stopped at step {step}. '
+        f'Last good checkpoint: {last}. Free space on '
+        f'{workdir or directory} and rerun the same command to resume.') from None
 
 
 @contextlib.contextmanager
