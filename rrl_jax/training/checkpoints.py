@@ -414,7 +414,12 @@ def previous_run(workdir: str) -> List[str]:
 
 def _start_from_scratch(workdir: str, ckpt_dir: str, moved: List[str],
                         restart: bool, existed: bool = True) -> None:
-  """Starts at step 0; in a workdir with a previous run only if `restart`."""
+  """Starts at step 0, moving a previous run's files aside.
+
+  Asks for `restart` only when that run left something to lose: unreadable
+  checkpoints, or results/ (a finished run). A run that stopped before its
+  first checkpoint (preempted, killed) starts again from step 0 by itself.
+  """
   history = previous_run(workdir)
   if not history and not moved:
     return  # A new run.
@@ -422,7 +427,9 @@ def _start_from_scratch(workdir: str, ckpt_dir: str, moved: List[str],
            f'(moved to {os.path.join(workdir, UNREADABLE_DIR)})' if moved
            else f'{ckpt_dir} holds no checkpoint' if existed
            else f'{ckpt_dir} is missing')
-  if not restart:
+  automatic = not restart and not moved and not os.path.isdir(
+      os.path.join(workdir, 'results'))
+  if not restart and not automatic:
     raise NoCheckpointError(
         f'{workdir} holds a previous run ({", ".join(history) or "only unreadable checkpoints"}) '
         f'but no usable checkpoint: {found}. Pass --restart_from_scratch to train '
@@ -435,7 +442,9 @@ def _start_from_scratch(workdir: str, ckpt_dir: str, moved: List[str],
     for name in (METRICS_FILE,) + HISTORY_DIRS:
       if os.path.exists(os.path.join(workdir, name)):
         shutil.move(os.path.join(workdir, name), os.path.join(dest, name))
-    print(f'Training from step 0 (--restart_from_scratch): {found}; the previous '
+    why = ('the previous attempt stopped before its first checkpoint (e.g. '
+           'preempted or killed)' if automatic else '--restart_from_scratch')
+    print(f'Training from step 0 ({why}): {found}; the previous '
           f'run\'s files were moved to {dest}.', flush=True)
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices('rrl_jax_restart_from_scratch')

@@ -42,11 +42,10 @@ from rrl_jax.training.config_validation import validate_config
 from rrl_jax.training.losses import NonFiniteLossError
 from rrl_jax.training.step import (TrainState, global_batch, init_state, loss_weights,
                                    lr_schedule, make_model, make_train_step, to_host)
-from rrl_jax.training.workdir import (ConfigMismatchError, check_and_save_config,
+from rrl_jax.training.workdir import (CHECKPOINT_DIR, ConfigMismatchError, check_and_save_config,
                                       check_config, enable_compilation_cache,
                                       run_lock, save_config)
 
-CHECKPOINT_DIR = 'checkpoints'
 BEST_DIR = 'best'
 RESULTS_DIR = 'results'
 
