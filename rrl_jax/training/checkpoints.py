@@ -217,7 +217,7 @@ class DiskFullError(UserError, OSError):
   """A checkpoint could not be written: its filesystem is full."""
 
 
-def _is_disk_full(e: BaseException) -> bool:
+def is_disk_full(e: BaseException) -> bool:
   """Whether `e` or an exception it wraps is ENOSPC (Orbax/TensorStore wrap it)."""
   seen = set()
   while e is not None and id(e) not in seen:
@@ -230,7 +230,7 @@ def _is_disk_full(e: BaseException) -> bool:
   return False
 
 
-def _free_space(path: str) -> str:
+def free_space(path: str) -> str:
   while path and not os.path.exists(path):
     path = os.path.dirname(path)
   try:
@@ -247,6 +247,25 @@ def _drop_partial(directory: str, step: int) -> None:
       shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
 
 
+def _settle(mngr, attempts: int = 20) -> None:
+  """Waits until a failed save's background work has ended (errors ignored)."""
+  for _ in range(attempts):
+    try:
+      with _orbax_quiet():
+        mngr.wait_until_finished()
+      return
+    except Exception:  # pylint: disable=broad-except
+      time.sleep(0.1)
+
+
+def last_good_checkpoint(ckpt_dir: str) -> str:
+  """'DIR/STEP' of the newest complete training checkpoint, for messages."""
+  steps = [int(n) for n in os.listdir(ckpt_dir) if n.isdigit() and os.path.isdir(
+      os.path.join(ckpt_dir, n, TRAIN_STATE))] if os.path.isdir(ckpt_dir) else []
+  return (f'{ckpt_dir}/{max(steps)}' if steps
+          else 'none yet (the rerun starts at step 0)')
+
+
 def save_checkpoint(mngr, state: TrainState, train_meta, config,
                     workdir: Optional[str] = None) -> None:
   """Saves a training checkpoint and waits until it is on disk.
@@ -256,6 +275,7 @@ def save_checkpoint(mngr, state: TrainState, train_meta, config,
   checkpoint), after removing the partial files.
   """
   step = int(train_meta['step'])
+  _silence_abandoned_restores()
   try:
     with _orbax_quiet():
       mngr.save(step, args=save_args({
@@ -264,16 +284,16 @@ def save_checkpoint(mngr, state: TrainState, train_meta, config,
           TRAIN_STATE: train_meta}))
       mngr.wait_until_finished()
   except Exception as e:  # pylint: disable=broad-except
-    if not _is_disk_full(e):
+    if not is_disk_full(e):
       raise
     directory = str(mngr.directory)
+    _ABANDONED.append(os.path.join(directory, f'{step}.'))
+    _settle(mngr)  # Its other writers stop before the partial files go.
     _drop_partial(directory, step)
-    good = [s for s in mngr.all_steps() if s != step
-            and os.path.isdir(os.path.join(directory, str(s), TRAIN_STATE))]
-    last = f'{directory}/{max(good)}' if good else 'none yet (the run restarts at step 0)'
+    last = last_good_checkpoint(directory)
     raise DiskFullError(
         f'disk full while saving checkpoint step {step} in {directory} '
-        f'(free: {_free_space(directory)}); training stopped at step {step}. '
+        f'(free: {free_space(directory)}); training stopped at step {step}. '
         f'Last good checkpoint: {last}. Free space on '
         f'{workdir or directory} and rerun the same command to resume.') from None
 
@@ -290,7 +310,8 @@ def _orbax_quiet():
     logger.setLevel(level)
 
 
-_ABANDONED = []  # Step directories whose restore failed with reads in flight.
+# Step directories whose restore or save failed with I/O in flight.
+_ABANDONED = []
 
 
 def _is_abandoned_read_noise(exc: BaseException) -> bool:
@@ -318,12 +339,21 @@ def _silence_abandoned_restores() -> None:
       return
     previous(args)
 
+  def mentions_abandoned(record):
+    text = record.getMessage() + (str(record.exc_info[1]) if record.exc_info
+                                  and record.exc_info[1] is not None else '')
+    return any(path in text for path in _ABANDONED) or bool(
+        _ABANDONED and '_SignalingThread.run() raised' in record.getMessage())
+
   hook.rrl_jax_filter = True
   sys.unraisablehook = hook
   std_logging.getLogger('asyncio').addFilter(
       lambda r: not (r.exc_info and r.exc_info[1] is not None
                      and 'never retrieved' in r.getMessage()
                      and _is_abandoned_read_noise(r.exc_info[1])))
+  # A failed save's other writers (Orbax threads) log after it was reported.
+  for name in ('asyncio', 'absl'):
+    std_logging.getLogger(name).addFilter(lambda r: not mentions_abandoned(r))
 
 
 def _first_line(e: BaseException, limit: int = 160) -> str:

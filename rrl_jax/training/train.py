@@ -122,8 +122,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   workdir = os.path.abspath(os.path.expanduser(workdir))
   check_config(config, workdir, allow_config_change)  # Reads only.
   with run_lock(workdir):
-    return _train_and_evaluate(config, workdir, restart_from_scratch,
-                               return_variables)
+    try:
+      return _train_and_evaluate(config, workdir, restart_from_scratch,
+                                 return_variables)
+    except checkpoints.DiskFullError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except
+      if not checkpoints.is_disk_full(e):
+        raise
+      where = getattr(e, 'filename', None) or workdir
+      raise checkpoints.DiskFullError(
+          f'disk full while writing {where} (free: {checkpoints.free_space(workdir)}'
+          f'); the run stopped there. Last good checkpoint: '
+          f'{checkpoints.last_good_checkpoint(os.path.join(workdir, CHECKPOINT_DIR))}'
+          '. Free space and rerun the same command to resume.') from None
 
 
 def _train_and_evaluate(config, workdir, restart_from_scratch, return_variables):
