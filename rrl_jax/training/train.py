@@ -294,6 +294,8 @@ def evaluate_best(model, like: TrainState, tests, config, workdir: str, mesh,
     reports.write_reports(
         outdir, dict(results, scores=scores), tests,
         dataset=config.dataset.name, protocol=config.protocol, checkpoint=best_dir,
+        model_name=config.model_name,
+        sample_size=int(config.dataset.get('test_max_pairs', 0) or 0),
         extra={'selection': summary['selection'],
                'selected_step': best['step'],
                'selection_fpr95': best['fpr95'], 'final_step': final_step,
