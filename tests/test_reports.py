@@ -186,3 +186,24 @@ def test_cli_on_a_workdir_is_quiet_and_shows_progress(tiny_checkpoint, tmp_path)
   assert 'test: 100%' in done.stderr and '6/6' in done.stderr
   assert 'orbax' not in done.stderr.lower() and 'INFO' not in done.stderr
   assert 'Using custom data configuration' not in done.stderr
+
+
+def test_zoo_checkpoint_report_names_its_network(tmp_path):
+  """A FIL-Net checkpoint is reported as FIL-Net, beside FIL-Net's numbers."""
+  from configs import default  # pylint: disable=g-import-not-at-top
+  from rrl_jax import models  # pylint: disable=g-import-not-at-top
+  from rrl_jax.training import checkpoints  # pylint: disable=g-import-not-at-top
+  config = default.get_config('fil_net,test')
+  model = models.model_from_config(config.model.to_dict(), name='fil_net')
+  ckpt = str(tmp_path / 'ckpt')
+  checkpoints.save_variables(ckpt, random_variables(model), {
+      'model': models.model_config(model), 'model_name': 'fil_net', 'source': 'test'})
+  out = str(tmp_path / 'out')
+  record = evaluate.run(ckpt, out, dataset='os', batch_size=4,
+                        split_data={'test': tiny_split_data()['field']})
+  assert record['model_name'] == 'fil_net'
+  assert record['published'] == {'test': 5.37, 'mean': 5.37}
+  with open(os.path.join(out, 'results.md')) as f:
+    text = f.read()
+  assert text.startswith('# FIL-Net evaluation: os\n') and 'RRL-Net evaluation' not in text
+  assert 'Published FIL-Net mean FPR95 (%) for orientation: VIS-NIR 0.85, OS 5.37' in text
