@@ -51,25 +51,29 @@ class StopSignals:
     self.stopped = False  # should_stop said yes (on every process alike).
     self._previous = {}
 
-  def __enter__(self):
+  def install(self) -> 'StopSignals':
     if threading.current_thread() is threading.main_thread():
       for s in SIGNALS:
         self._previous[s] = signal.signal(s, self._handle)
     return self
 
-  def __exit__(self, *exc):
-    self._restore()
-    return False
-
-  def _restore(self):
+  def restore(self) -> None:
+    """Puts the previous handlers back."""
     for s, handler in self._previous.items():
       signal.signal(s, handler)
     self._previous = {}
 
+  def __enter__(self):
+    return self.install()
+
+  def __exit__(self, *exc):
+    self.restore()
+    return False
+
   def _handle(self, signum, frame):
     del frame
     if self.signum is not None:  # The second one: stop now.
-      self._restore()
+      self.restore()
       signal.raise_signal(signum)
       return
     self.signum = signum

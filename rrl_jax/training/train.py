@@ -7,7 +7,6 @@ key, so a restarted run continues exactly where it stopped. The checkpoint with
 the best selection FPR95 (README, "Training") is kept in best/ and evaluated
 on every test split at the end.
 """
-import contextlib
 import json
 import os
 import re
@@ -88,24 +87,29 @@ def _batch_iterator(config, train_split) -> BatchIterator:
 _ALLOCATION = re.compile(r'allocate ([0-9][0-9.]*\s*[KMGT]?i?B|[0-9]+ bytes)')
 
 
-@contextlib.contextmanager
-def out_of_memory_as_user_error(config, step: int):
-  """Device out-of-memory in a train step -> one line naming the batch."""
-  try:
-    yield
-  except jax.errors.JaxRuntimeError as e:
-    if 'RESOURCE_EXHAUSTED' not in str(e):
-      raise
-    needed = _ALLOCATION.search(str(e))
-    size = needed.group(1) if needed else None
-    if size and size.endswith(' bytes'):
-      size = f'{int(size.split()[0]) / 2**30:.1f} GiB'
-    raise OutOfMemoryError(
-        f'out of device memory in train step {step} with config.batch_size='
-        f'{config.batch_size} ({jax.device_count()} device(s)'
-        + (f'; one allocation asked for {size}' if size else '')
-        + '): lower config.batch_size (e.g. --config.batch_size='
-        f'{max(jax.device_count(), config.batch_size // 4)}).') from None
+def out_of_memory_as_user_error(train_step, config, start: int):
+  """The train step, with device out-of-memory as one line naming the batch."""
+  steps = [start]  # Steps run so far (the state is donated: not read back).
+
+  def step_fn(state, batch, weights):
+    steps[0] += 1
+    try:
+      state, m = train_step(state, batch, weights)
+      return state, jax.block_until_ready(m)  # The loop reads m next anyway.
+    except jax.errors.JaxRuntimeError as e:
+      if 'RESOURCE_EXHAUSTED' not in str(e):
+        raise
+      needed = _ALLOCATION.search(str(e))
+      size = needed.group(1) if needed else None
+      if size and size.endswith(' bytes'):
+        size = f'{int(size.split()[0]) / 2**30:.1f} GiB'
+      raise OutOfMemoryError(
+          f'out of device memory in train step {steps[0]} with '
+          f'config.batch_size={config.batch_size} ({jax.device_count()} device(s)'
+          + (f'; one allocation asked for {size}' if size else '')
+          + '): lower config.batch_size (e.g. --config.batch_size='
+          f'{max(jax.device_count(), config.batch_size // 4)}).') from None
+  return step_fn
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
@@ -217,43 +221,43 @@ def _train_and_evaluate(config, workdir, restart_from_scratch, return_variables)
     bar.write(f'step {step}: {config.protocol}-protocol selection FPR95 '
               f'{fpr:.3f} (best {best["fpr95"]:.3f} at step {best["step"]})')
 
-  stop = preemption.StopSignals()
-  saved = [start if train_meta is not None else None]
+  saved = [start if train_meta is not None else None]  # The newest checkpoint.
 
   def save(step):
-    checkpoints.save_checkpoint(mngr, state, train_meta_now(step), config, workdir)
+    save_checkpoint(mngr, state, train_meta_now(step), config, workdir)
     saved[0] = step
 
+  train_step = out_of_memory_as_user_error(train_step, config, start)
+  stop = preemption.StopSignals().install()  # SIGTERM/SIGINT: stop after a step.
   try:
     step = start
-    with stop:
-      while step < total_steps and not stop.should_stop(step):
-        batch = global_batch(next(it), mesh)
-        t0 = time.time()
-        with out_of_memory_as_user_error(config, step + 1):
-          state, m = train_step(state, batch, weights)
-          m = {k: float(v) for k, v in to_host(m).items()}
-        dt = time.time() - t0
-        losses.check_finite(m, config.loss_weights, step + 1,
-                            lambda: checkpoints.last_checkpoint(mngr, ckpt_dir))
-        step += 1
-        bar.update(1)
-        log_window.add(m, dt)
-        if step % config.log_every == 0 or step == total_steps:
-          avg = log_window.summary(step)
-          writer.write(step, avg, kind='train')
-          bar.set_postfix(loss=f'{avg["total"]:.4f}', acc=f'{avg["accuracy"]:.3f}')
-        if (eval_every > 0 and step % eval_every == 0) or step == total_steps:
-          evaluate_and_select(step)
-        if step % config.checkpoint_every == 0 or step == total_steps:
-          save(step)
-      if stop.stopped or stop.should_stop(step, force=True):
-        if saved[0] != step:
-          save(step)
-        raise preemption.Preempted(step, stop.signum)
+    while step < total_steps and not stop.should_stop(step):
+      batch = global_batch(next(it), mesh)
+      t0 = time.time()
+      state, m = train_step(state, batch, weights)
+      m = {k: float(v) for k, v in to_host(m).items()}
+      dt = time.time() - t0
+      losses.check_finite(m, config.loss_weights, step + 1,
+                          lambda: checkpoints.last_checkpoint(mngr, ckpt_dir))
+      step += 1
+      bar.update(1)
+      log_window.add(m, dt)
+      if step % config.log_every == 0 or step == total_steps:
+        avg = log_window.summary(step)
+        writer.write(step, avg, kind='train')
+        bar.set_postfix(loss=f'{avg["total"]:.4f}', acc=f'{avg["accuracy"]:.3f}')
+      if (eval_every > 0 and step % eval_every == 0) or step == total_steps:
+        evaluate_and_select(step)
+      if step % config.checkpoint_every == 0 or step == total_steps:
+        save(step)
+    if stop.stopped or stop.should_stop(step, force=True):
+      if saved[0] != step:
+        save(step)
+      raise preemption.Preempted(step, stop.signum)
     if start >= total_steps and best['step'] is None:
       evaluate_and_select(start)
   finally:
+    stop.restore()
     bar.close()
     if hasattr(it, 'close'):
       it.close()
