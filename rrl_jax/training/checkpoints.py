@@ -214,7 +214,7 @@ def checkpoint_meta(config) -> Dict[str, Any]:
 
 
 class DiskFullError(UserError, OSError):
-  """A checkpoint could not be written: its filesystem is full."""
+  """The run's filesystem is full (a checkpoint, log or result not written)."""
 
 
 def is_disk_full(e: BaseException) -> bool:
