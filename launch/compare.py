@@ -25,20 +25,9 @@ from absl import flags
 from ml_collections import config_flags
 
 from rrl_jax import cli
+from rrl_jax.evaluation import published as published_lib
 from rrl_jax import xla_cpu
 
-# Published FPR95 (%) of the official models (REFERENCE.md "Published FPR95").
-PUBLISHED = {
-    'rrl_net': {'vis_nir': 0.76, 'os': 5.22, 'sen1_2': 1.39},
-    'fil_net': {'vis_nir': 0.85, 'os': 5.37, 'sen1_2': 1.56},
-    'mfd_net': {'vis_nir': 0.88, 'os': 6.68, 'sen1_2': 2.02},
-    'efr_net': {'vis_nir': 0.99, 'os': 6.03, 'sen1_2': 4.63},
-    'afd_net': {'vis_nir': 1.08, 'os': 7.62, 'sen1_2': 2.38},
-    'scfdm': {'vis_nir': 3.48, 'os': 9.80, 'sen1_2': 11.00},
-}
-PUBLISHED_RRL_VIS_NIR = {'field': 2.16, 'forest': 0.04, 'indoor': 0.86,
-                         'mountain': 0.59, 'oldbuilding': 0.41, 'street': 0.26,
-                         'urban': 0.14, 'water': 1.65}
 RECORD = 'compare_record.json'
 
 
@@ -155,12 +144,17 @@ def budget(config) -> Dict[str, Any]:
 
 
 def published(variant: str, dataset: str) -> Optional[float]:
-  """Published FPR95 mean of `variant` on the official `dataset`, if any."""
-  return PUBLISHED.get(variant, {}).get(dataset)
+  """Published FPR95 mean of `variant` on `dataset`'s benchmark, if any."""
+  return published_lib.FPR95.get(variant, {}).get(published_lib.BENCHMARK_OF.get(dataset))
 
 
 def comparison(records: Sequence[Dict[str, Any]], config) -> Dict[str, Any]:
   splits = list(config.dataset.test_splits)
+  # Published numbers only beside the official data, scored whole (published.py).
+  check = published_lib.check_data(
+      config.dataset.name, {s: records[0]['results']['splits'][s].get('n', 0) for s in splits}
+      if records else {}, int(config.dataset.get('test_max_pairs', 0) or 0))
+  comparable = check['complete_benchmark'] and check.get('counts_match', False)
   rows = []
   for r in records:
     per = r['results']['splits']
@@ -177,10 +171,10 @@ def comparison(records: Sequence[Dict[str, Any]], config) -> Dict[str, Any]:
             'moving_average', {}).get('fpr95'),
         'selected_step': r['selected_step'], 'final_step': r['final_step'],
         'wall_s': r.get('wall_s'),
-        'published_fpr95': published(r['variant'], config.dataset.name)})
+        'published_fpr95': (published(r['variant'], config.dataset.name)
+                            if comparable else None)})
   return {'budget': budget(config), 'splits': splits, 'rows': rows,
-          'published_source': ('REFERENCE.md "Published FPR95" (paper; official '
-                               'Keras models, full training)')}
+          'data_note': check['data_note'], 'published_source': published_lib.SOURCE}
 
 
 def _fmt(x, digits=2):
@@ -216,12 +210,12 @@ def write_markdown(table: Dict[str, Any], path: str) -> None:
              + [str(r['selected_step'])]
              + ([_fmt(r['published_fpr95'])] if has_pub else []))
     lines.append('| ' + ' | '.join(cells) + ' |')
-  if b['dataset'] == 'vis_nir' and set(splits) <= set(PUBLISHED_RRL_VIS_NIR):
+  rrl = published_lib.fpr95('rrl_net', b['dataset'])
+  if has_pub and set(splits) <= set(rrl):
     cells = (['RRL-Net, published', '-', '-']
-             + [_fmt(PUBLISHED_RRL_VIS_NIR[s]) for s in splits]
-             + [_fmt(PUBLISHED['rrl_net']['vis_nir']), '-']
-             + (['-'] if has_moving else []) + ['-']
-             + ([_fmt(PUBLISHED['rrl_net']['vis_nir'])] if has_pub else []))
+             + [_fmt(rrl[s]) for s in splits]
+             + [_fmt(rrl['mean']), '-']
+             + (['-'] if has_moving else []) + ['-'] + [_fmt(rrl['mean'])])
     lines.append('| ' + ' | '.join(cells) + ' |')
   lines.append('')
   for stats in sorted({r.get('bn_statistics') for r in table['rows']} - {None}):
@@ -230,10 +224,10 @@ def write_markdown(table: Dict[str, Any], path: str) -> None:
                     "the training run's moving averages." if has_moving else '.'))
     lines.append('')
   if has_pub:
+    lines.append(f'Data: {table["data_note"]}')
     lines.append(f'Published: {table["published_source"]}.')
   else:
-    lines.append(f'No published numbers: {b["dataset"]} is not one of the official '
-                 'benchmarks (vis_nir, os, sen1_2).')
+    lines.append(f'No published numbers beside ours: {table.get("data_note", "")}')
   with open(path, 'w') as f:
     f.write('\n'.join(lines) + '\n')
 

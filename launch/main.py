@@ -6,6 +6,10 @@ r"""Trains and evaluates RRL-Net.
 
 Multi-host: run the same command on every host; Slurm and TPU pods are
 detected, or pass --coordinator_address/--num_processes/--process_id.
+
+Preemption: on SIGTERM or SIGINT the run finishes its step, saves a checkpoint,
+prints "preempted at step N, checkpoint saved; rerun the same command to
+resume" and exits with code 75 (EX_TEMPFAIL); the same command resumes.
 """
 import sys
 
@@ -110,6 +114,7 @@ def main(argv):
   from rrl_jax.errors import UserError
   from rrl_jax.training import train
   from rrl_jax.training.checkpoints import CheckpointError
+  from rrl_jax.training.preemption import PREEMPTED_EXIT_CODE, Preempted
   from rrl_jax.training.vgg19 import VGG19WeightsError
   # pylint: enable=g-import-not-at-top
   try:
@@ -118,6 +123,9 @@ def main(argv):
                              restart_from_scratch=_RESTART.value)
   except (UserError, DataError, VGG19WeightsError, CheckpointError) as e:
     sys.exit(f'ERROR: {e}')  # Each names the field/path and the fix.
+  except Preempted as e:
+    print(e, flush=True)
+    sys.exit(PREEMPTED_EXIT_CODE)
 
 
 if __name__ == '__main__':

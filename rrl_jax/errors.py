@@ -15,3 +15,7 @@ class ConfigError(UserError, ValueError):
 
 class WorkdirError(UserError, OSError):
   """The run directory cannot be used (locked by another run, not writable)."""
+
+
+class OutOfMemoryError(UserError):
+  """The configured batch does not fit in device memory."""

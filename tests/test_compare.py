@@ -41,8 +41,11 @@ def test_bad_variants_or_overrides_fail_before_training(variants, overrides, mat
     compare.variant_configs(TEST_CONFIG.replace(':test', ':fil_net'), ['rrl_net'])
 
 
-def _record(variant, fprs, params=1000):
-  splits = {s: {'fpr95': f, 'auc': 0.9} for s, f in fprs.items()}
+def _record(variant, fprs, params=1000, pairs=None):
+  """pairs: {split: pairs scored}; default: the official counts."""
+  from rrl_jax.evaluation import published  # pylint: disable=g-import-not-at-top
+  pairs = pairs or published.BENCHMARKS['vis_nir']['pairs']
+  splits = {s: {'fpr95': f, 'auc': 0.9, 'n': pairs.get(s, 10)} for s, f in fprs.items()}
   mean = sum(fprs.values()) / len(fprs)
   return {'variant': variant, 'model_name': variant.split(':')[0],
           'params': {'trainable': params, 'non_trainable': 10,
@@ -74,7 +77,16 @@ def test_table_shows_published_numbers_only_for_the_official_benchmarks(tmp_path
   table = compare.comparison(records, s)
   assert table['rows'][0]['published_fpr95'] is None
   compare.write_markdown(table, str(tmp_path / 's.md'))
-  assert 'not one of the official benchmarks' in (tmp_path / 's.md').read_text()
+  assert 'NOT one of the official benchmarks (scenes)' in (tmp_path / 's.md').read_text()
+
+  # VIS-NIR-format data of other sizes: no published column.
+  records = [_record('rrl_net', {c: 1.0 for c in cats}, pairs={c: 1000 for c in cats})]
+  table = compare.comparison(records, vis_nir.get_config())
+  assert table['rows'][0]['published_fpr95'] is None
+  compare.write_markdown(table, str(tmp_path / 'v.md'))
+  text = (tmp_path / 'v.md').read_text()
+  assert 'RRL-Net, published' not in text and 'published mean' not in text
+  assert 'VIS-NIR format, not verified as the official data (field: 1,000 pairs' in text
 
 
 def test_table_says_which_batchnorm_statistics_and_shows_the_moving_averages(tmp_path):

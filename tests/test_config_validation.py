@@ -45,13 +45,21 @@ def test_unknown_names_list_the_valid_ones(field, value, valid):
     ('model.widths', (4, 0, 8, 8, 8), 'config.model.widths=(4, 0, 8, 8, 8) must be'),
     ('model.head_hidden', (), 'config.model.head_hidden=() must be'),
     ('model.stage_heads', (3, 4), 'including the last one (5)'),
-    ('num_train_steps', 0, 'set num_train_steps > 0 or num_epochs > 0'),
+    ('num_train_steps', -1, 'set num_train_steps > 0 or num_epochs > 0'),
 ])
 def test_bad_numbers_are_named(field, value, expect):
   overrides = {field: value}
   if field == 'num_train_steps':
     overrides['num_epochs'] = 0
   assert expect in _problem(**overrides)
+
+
+@pytest.mark.parametrize('steps', [0, -2])
+def test_zero_train_steps_is_refused_not_the_epoch_budget(steps):
+  # 0 once meant "train num_epochs epochs" (days on real data, silently).
+  assert _problem(num_train_steps=steps) == (
+      f'config.num_train_steps={steps} must be a step count > 0, or -1 to train '
+      'config.num_epochs epochs')
 
 
 def test_batch_must_divide_over_the_devices():

@@ -65,6 +65,7 @@ def test_run_saved_before_moving_average_rule_resumes_as_plain(tmp_path):
   import json  # pylint: disable=g-import-not-at-top
   workdir = str(tmp_path / 'old')
   train.check_and_save_config(tiny_config(), workdir, allow_change=False)
+  os.makedirs(os.path.join(workdir, 'checkpoints', '2'))  # It wrote a step.
   path = os.path.join(workdir, 'config.json')
   with open(path) as f:
     saved = json.load(f)

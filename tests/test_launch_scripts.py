@@ -67,6 +67,32 @@ def test_slurm_command_parses(mode, monkeypatch):
   assert config['protocol'] == 'paper' and config['dataset'] == 'vis_nir'
 
 
+def _fake_slurm(tmp_path, srun_status):
+  """PATH with an `srun` exiting `srun_status` and an `scontrol` logging its args."""
+  log = tmp_path / 'scontrol.log'
+  bin_dir = tmp_path / 'bin'
+  bin_dir.mkdir()
+  for name, body in (('srun', f'exit {srun_status}'),
+                     ('scontrol', f'echo "$@" >> {log}')):
+    (bin_dir / name).write_text(f'#!/bin/bash\n{body}\n')
+    (bin_dir / name).chmod(0o755)
+  return f'{bin_dir}{os.pathsep}{os.environ["PATH"]}', log
+
+
+@pytest.mark.parametrize('status,requeued,exit_status', [(75, True, 0), (0, False, 0),
+                                                         (1, False, 1)])
+def test_slurm_requeues_a_preempted_run_only(tmp_path, status, requeued, exit_status):
+  path, log = _fake_slurm(tmp_path, status)
+  env = dict(os.environ, PATH=path, SLURM_JOB_ID='4242', REPO=REPO,
+             CONFIG='configs/test.py', WORKDIR=str(tmp_path / 'w'))
+  proc = subprocess.run(['bash', SLURM], env=env, capture_output=True, text=True)
+  assert proc.returncode == exit_status, proc.stderr
+  assert (log.read_text() if log.exists() else '') == ('requeue 4242\n' if requeued else '')
+  with open(SLURM) as f:
+    head = f.read()
+  assert '#SBATCH --signal=TERM@120' in head and '#SBATCH --requeue' in head
+
+
 def test_tpu_command_parses(monkeypatch):
   monkeypatch.chdir(REPO)
   out = _dry_run(TPU, TPU_NAME='pod', ZONE='us-central2-b')

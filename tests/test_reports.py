@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from launch import evaluate
+from rrl_jax.evaluation import published
 from rrl_jax.evaluation import reports
 from rrl_jax.models import RRLNet
 from eval_helpers import TINY, random_variables, save_tiny_checkpoint
@@ -49,8 +50,13 @@ def test_json_schema(evaluated):
     record = json.load(f)
   assert record['format'] == reports.RESULTS_FORMAT
   assert record['dataset'] == 'vis_nir' and record['protocol'] == 'clean'
-  assert record['official_benchmark_data'] is True
+  # 16 random pairs in the VIS-NIR format are not the official data.
+  assert record['official_benchmark_data'] is False
   assert record['complete_benchmark'] is False
+  assert record['data_note'] == (
+      'VIS-NIR format, not verified as the official data (field: 10 pairs; the '
+      'official split has 240,896; water: 6 pairs; the official split has 143,104).')
+  assert record['model_name'] == 'rrl_net'
   assert record['mean_over'] == ['field', 'water']
   assert record['published']['field'] == 2.16 and record['published']['mean'] == 0.76
   for split in record['splits'].values():
@@ -73,20 +79,68 @@ def test_batch_size_independence(tiny_checkpoint, evaluated, tmp_path):
         record['splits'][name]['fpr95'], abs=1e-6)
 
 
-def test_markdown_labels_other_data():
-  fake = {'splits': {'test': dict(fpr95=3.0, auc=0.9, accuracy=0.8, precision=0.8,
-                                  recall=0.8, f1=0.8, n=10)},
-          'mean': dict(fpr95=3.0, auc=0.9, accuracy=0.8, precision=0.8, recall=0.8,
-                       f1=0.8), 'mean_over': ['test']}
-  record = {**fake, 'dataset': 'roadscene', 'protocol': 'clean',
-            'official_benchmark_data': False,
-            'data_note': reports.data_note('roadscene')[1], 'published': {}}
-  text = reports.results_markdown(record)
-  assert 'NOT the official benchmark data' in text
-  official = dict(record, dataset='os', official_benchmark_data=True,
-                  data_note=reports.data_note('os')[1],
-                  published=reports.published_for('os'))
-  assert '| 5.22 |' in reports.results_markdown(official)
+def _fake_results(**split_sizes):
+  m = dict(fpr95=3.0, auc=0.9, accuracy=0.8, precision=0.8, recall=0.8, f1=0.8)
+  return {'splits': {k: dict(m, n=n) for k, n in split_sizes.items()},
+          'mean': dict(m), 'mean_over': list(split_sizes)}
+
+
+def _markdown(tmp_path, dataset, model_name='rrl_net', sample_size=0, **sizes):
+  record = reports.write_reports(str(tmp_path), _fake_results(**sizes),
+                                 dataset=dataset, protocol='clean',
+                                 model_name=model_name, sample_size=sample_size)
+  with open(os.path.join(tmp_path, 'results.md')) as f:
+    return record, f.read()
+
+
+def test_markdown_labels_other_data(tmp_path):
+  record, text = _markdown(tmp_path, 'roadscene', test=10)
+  assert record['official_benchmark_data'] is False
+  assert 'NOT one of the official benchmarks (roadscene)' in text
+  assert '| 5.22 |' not in text and 'not comparable' in text
+
+
+def test_official_only_when_the_pair_counts_match(tmp_path):
+  record, text = _markdown(tmp_path / 'a', 'os', test=24_736)
+  assert record['official_benchmark_data'] is True
+  assert record['complete_benchmark'] is True
+  assert text.startswith('# RRL-Net evaluation: os\n\n**Data:** OS benchmark data: '
+                         'every split scored has the official pair count')
+  assert '| test | 24,736 | 3.00 | 5.22 |' in text
+  # One pair fewer (e.g. packs cut from the raw images): not verified.
+  record, text = _markdown(tmp_path / 'b', 'os_raw', test=24_735)
+  assert record['official_benchmark_data'] is False
+  assert record['complete_benchmark'] is False
+  assert ('OS format, not verified as the official data (test: 24,735 pairs; the '
+          'official split has 24,736).') in text
+  assert '| 5.22 |' not in text
+
+
+def test_a_sampled_split_is_a_sample(tmp_path):
+  record, text = _markdown(tmp_path, 'sen1_2', sample_size=3000, test=3000)
+  assert record['complete_benchmark'] is False
+  assert record['official_benchmark_data'] is False
+  assert 'test: sample of 3,000 of 200,000 pairs' in record['data_note']
+  assert '| test | 3,000 (sample of 200,000) |' in text
+
+
+def test_report_names_the_evaluated_network(tmp_path):
+  record, text = _markdown(tmp_path, 'os', model_name='fil_net', test=24_736)
+  assert text.startswith('# FIL-Net evaluation: os')
+  assert record['published'] == {'test': 5.37, 'mean': 5.37}
+  assert 'FPR95 (%) published FIL-Net' in text and '| 5.37 |' in text
+  assert '- RRL-Net: 5.22' in text and '- FIL-Net:' not in text
+
+
+def test_vis_nir_counts_are_not_claimed_verified(tmp_path):
+  sizes = dict(published.BENCHMARKS['vis_nir']['pairs'])
+  del sizes['country']
+  record, text = _markdown(tmp_path, 'vis_nir', **sizes)
+  # The counts match, but they are not verified: never "official".
+  assert record['official_benchmark_data'] is False
+  assert record['complete_benchmark'] is True
+  assert 'which are not verified' in record['data_note']
+  assert '| **mean** (8 splits) | - | **3.00** | 0.76 |' in text
 
 
 def test_misjudged_picks_worst():
@@ -132,3 +186,24 @@ def test_cli_on_a_workdir_is_quiet_and_shows_progress(tiny_checkpoint, tmp_path)
   assert 'test: 100%' in done.stderr and '6/6' in done.stderr
   assert 'orbax' not in done.stderr.lower() and 'INFO' not in done.stderr
   assert 'Using custom data configuration' not in done.stderr
+
+
+def test_zoo_checkpoint_report_names_its_network(tmp_path):
+  """A FIL-Net checkpoint is reported as FIL-Net, beside FIL-Net's numbers."""
+  from configs import default  # pylint: disable=g-import-not-at-top
+  from rrl_jax import models  # pylint: disable=g-import-not-at-top
+  from rrl_jax.training import checkpoints  # pylint: disable=g-import-not-at-top
+  config = default.get_config('fil_net,test')
+  model = models.model_from_config(config.model.to_dict(), name='fil_net')
+  ckpt = str(tmp_path / 'ckpt')
+  checkpoints.save_variables(ckpt, random_variables(model), {
+      'model': models.model_config(model), 'model_name': 'fil_net', 'source': 'test'})
+  out = str(tmp_path / 'out')
+  record = evaluate.run(ckpt, out, dataset='os', batch_size=4,
+                        split_data={'test': tiny_split_data()['field']})
+  assert record['model_name'] == 'fil_net'
+  assert record['published'] == {'test': 5.37, 'mean': 5.37}
+  with open(os.path.join(out, 'results.md')) as f:
+    text = f.read()
+  assert text.startswith('# FIL-Net evaluation: os\n') and 'RRL-Net evaluation' not in text
+  assert 'Published FIL-Net mean FPR95 (%) for orientation: VIS-NIR 0.85, OS 5.37' in text

@@ -10,18 +10,25 @@ import pytest
 from rrl_jax.training import train
 from tests.train_helpers import config_flags_for, max_abs_diff, params_of
 from tests.train_helpers import run_python, tiny_config
+from rrl_jax.training.metric_writers import read_metrics
+from rrl_jax.training.preemption import PREEMPTED_EXIT_CODE
 
-pytestmark = pytest.mark.heavy(seconds=270)
+pytestmark = pytest.mark.heavy(seconds=330)
 
 N = 4
 
 
 @pytest.fixture(scope='module')
-def reference(tmp_path_factory):
-  """2N uninterrupted steps."""
+def reference_run(tmp_path_factory):
+  """The workdir of 2N uninterrupted steps."""
   workdir = str(tmp_path_factory.mktemp('uninterrupted'))
   train.train_and_evaluate(tiny_config(num_train_steps=2 * N), workdir)
-  return params_of(workdir)
+  return workdir
+
+
+@pytest.fixture(scope='module')
+def reference(reference_run):
+  return params_of(reference_run)
 
 
 @pytest.fixture(scope='module')
@@ -94,3 +101,31 @@ def test_all_checkpoints_corrupt_is_said_plainly(first_half, tmp_path, capfd):
   assert 'Event loop' not in out + err and 'Traceback' not in out + err
   assert f'all 2 checkpoint(s) in {ckpt} were unreadable' in str(e.value)
   assert len(os.listdir(os.path.join(workdir, 'unreadable_checkpoints'))) == 2
+
+
+def _train_losses(workdir):
+  return {r['step']: r['total'] for r in read_metrics(workdir, 'train')}
+
+
+@pytest.mark.parametrize('signal_name', ['SIGTERM'])
+def test_preempted_subprocess_saves_and_resumes_exactly(reference_run, reference,
+                                                        tmp_path, signal_name):
+  """A cluster's preemption: the signal arrives during step N + 2."""
+  workdir = str(tmp_path / 'preempted')
+  # Periodic checkpoints at 2N only: the one at N + 2 is the preemption's.
+  flags = [f'--workdir={workdir}'] + config_flags_for(
+      num_train_steps=2 * N, checkpoint_every=2 * N)
+  stopped = run_python(['-m', 'tests.kill_at_step', f'--kill_after_step={N + 1}',
+                        f'--signal={signal_name}'] + flags)
+  assert stopped.returncode == PREEMPTED_EXIT_CODE, stopped.stderr[-3000:]
+  assert stopped.stdout.splitlines()[-1] == (
+      f'preempted at step {N + 2}, checkpoint saved; rerun the same command to resume')
+  assert 'Traceback' not in stopped.stderr
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == [str(N + 2)]
+  assert not os.path.exists(os.path.join(workdir, 'run.lock'))
+  assert not os.path.exists(os.path.join(workdir, 'results'))
+  resumed = run_python(['-m', 'launch.main'] + flags)  # The requeued command.
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert f'Resumed from checkpoint step {N + 2}' in resumed.stdout
+  assert max_abs_diff(params_of(workdir), reference) == 0.0
+  assert _train_losses(workdir) == _train_losses(reference_run)

@@ -100,3 +100,15 @@ def test_unwritable_workdir_is_one_line(tmp_path):
   with pytest.raises(WorkdirError) as e:
     wd.RunLock(str(tmp_path / 'a_file' / 'run')).acquire()
   assert str(e.value).startswith(f'cannot write to --workdir {tmp_path}/a_file/run (')
+
+
+def test_a_run_without_checkpoints_is_no_config_change(tmp_path):
+  """Its config.json came from an attempt that never wrote a step (e.g. OOM)."""
+  from rrl_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  from tests.train_helpers import tiny_config  # pylint: disable=g-import-not-at-top
+  path = str(tmp_path / 'run')
+  wd.save_config(tiny_config(batch_size=8), path)
+  wd.check_config(tiny_config(batch_size=4), path, allow_change=False)
+  os.makedirs(os.path.join(path, 'checkpoints', '2'))
+  with pytest.raises(UserError, match='batch_size: 8 -> 4'):
+    wd.check_config(tiny_config(batch_size=4), path, allow_change=False)

@@ -1,8 +1,9 @@
 """Evaluation reports: results.json, results.md, roc.png, error galleries, MGLA maps.
 
-Published numbers are REFERENCE "Published FPR95 (%)". Our numbers are set
-beside them only as far as our data is the official benchmark data; otherwise
-the report says so in its first lines.
+Published numbers and official pair counts: rrl_jax/evaluation/published.py.
+Our numbers are set beside the evaluated network's published ones only when
+every scored split has the official pair count; otherwise the report's first
+lines say what the data is (format, N of M pairs, a sample).
 """
 import json
 import os
@@ -14,57 +15,32 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
 from rrl_jax.evaluation import metrics
+from rrl_jax.evaluation import published as published_lib
 
 RESULTS_FORMAT = 'rrl_jax.results/1'
-# REFERENCE "Published FPR95 (%)": RRL-Net (Keras), per split as we name them.
-PUBLISHED_RRL = {
-    'vis_nir': {'field': 2.16, 'forest': 0.04, 'indoor': 0.86, 'mountain': 0.59,
-                'oldbuilding': 0.41, 'street': 0.26, 'urban': 0.14, 'water': 1.65,
-                'mean': 0.76},
-    'os': {'test': 5.22, 'mean': 5.22},
-    'sen1_2': {'test': 1.39, 'mean': 1.39},
-}
-PUBLISHED_RRL['os_raw'] = PUBLISHED_RRL['os']
-PUBLISHED_RRL['sen1_2_raw'] = PUBLISHED_RRL['sen1_2']
-# Mean FPR95 of the other published methods (VIS-NIR mean, OS, SEN1-2).
-PUBLISHED_OTHERS = {
-    'FIL-Net': (0.85, 5.37, 1.56), 'MFD-Net': (0.88, 6.68, 2.02),
-    'EFR-Net': (0.99, 6.03, 4.63), 'AFD-Net': (1.08, 7.62, 2.38),
-    'SCFDM': (3.48, 9.80, 11.00), 'KGL-Net (PyTorch)': (0.54, 4.36, None),
-}
-_OTHERS_COLUMN = {'vis_nir': 0, 'os': 1, 'os_raw': 1, 'sen1_2': 2, 'sen1_2_raw': 2}
-DATA_NOTES = {
-    'vis_nir': (True, "Authors' VIS-NIR packs: the official benchmark data."),
-    'os': (True, "Authors' OS packs: the official benchmark data."),
-    'sen1_2': (True, "Authors' SEN1-2 packs: the official benchmark data."),
-    'os_raw': (True, 'OS patches cut by rrl_jax from the raw OSdataset images at '
-               "the official pair list: the benchmark's pairs, not the authors' "
-               'pack files (border rules may drop a few pairs).'),
-    'sen1_2_raw': (True, 'SEN1-2 patches cut by rrl_jax from the raw images at the '
-                   "official pair list, not the authors' pack files."),
-}
-NOT_OFFICIAL = ('NOT the official benchmark data ({dataset}): published numbers '
-                'are shown for orientation only and are not comparable.')
-
-
-def data_note(dataset: str) -> Tuple[bool, str]:
-  """(is official benchmark data, one-line description) for a dataset name."""
-  return DATA_NOTES.get(dataset, (False, NOT_OFFICIAL.format(dataset=dataset)))
-
-
-def published_for(dataset: str) -> Dict[str, float]:
-  return dict(PUBLISHED_RRL.get(dataset, {}))
 
 
 def _fmt(value: Optional[float], digits: int = 2) -> str:
   return '-' if value is None else f'{value:.{digits}f}'
 
 
+def _pairs_cell(name: str, m: Mapping[str, Any], record: Mapping[str, Any]) -> str:
+  check = record.get('data_check', {}).get(name, {})
+  if check.get('status') == 'sample':
+    return f'{m["n"]:,} (sample of {check["official_pairs"]:,})'
+  if check.get('status') == 'count differs':
+    return f'{m["n"]:,} (official: {check["official_pairs"]:,})'
+  return f'{m["n"]:,}' if isinstance(m.get('n'), int) else str(m.get('n', '-'))
+
+
 def results_markdown(record: Mapping[str, Any]) -> str:
-  """results.md: our metrics per split beside RRL-Net's published FPR95."""
-  dataset, official = record['dataset'], record['official_benchmark_data']
-  published = record['published'] if official else {}
-  lines = [f'# RRL-Net evaluation: {dataset}', '',
+  """results.md: our metrics per split beside the network's published FPR95."""
+  dataset = record['dataset']
+  model_name = record.get('model_name') or 'rrl_net'
+  name = published_lib.title(model_name)
+  comparable = record['official_benchmark_data'] or record.get('counts_match', False)
+  published = record['published'] if comparable else {}
+  lines = [f'# {name} evaluation: {dataset}', '',
            f'**Data:** {record["data_note"]}', '',
            f'Checkpoint: `{record.get("checkpoint") or "-"}`; protocol: '
            f'{record["protocol"]}; pruned (MLPP) inference subtree.', '',
@@ -72,7 +48,7 @@ def results_markdown(record: Mapping[str, Any]) -> str:
   moving = 'moving_average' in record['mean']
   lines += ['| split | pairs | FPR95 (%) ours '
             + ('| FPR95 (%) moving averages ' if moving else '')
-            + '| FPR95 (%) published RRL-Net | AUC '
+            + f'| FPR95 (%) published {name} | AUC '
             '| accuracy | precision | recall | F1 |',
             '|---|---|---|---|---|---|---|---|---|' + ('---|' if moving else '')]
 
@@ -83,23 +59,29 @@ def results_markdown(record: Mapping[str, Any]) -> str:
             f'{_fmt(m["accuracy"], 4)} | {_fmt(m["precision"], 4)} | '
             f'{_fmt(m["recall"], 4)} | {_fmt(m["f1"], 4)} |')
 
-  for name, m in record['splits'].items():
-    lines.append(row(name, m['n'], m, published.get(name)))
+  for split, m in record['splits'].items():
+    lines.append(row(split, _pairs_cell(split, m, record), m, published.get(split)))
+  complete = record.get('complete_benchmark')
   lines.append(row(f'**mean** ({len(record["mean_over"])} splits)', '-',
-                   record['mean'], published.get('mean'), bold=True))
+                   record['mean'], published.get('mean') if complete else None,
+                   bold=True))
   if moving:
     lines += ['', 'FPR95 with the moving averages: the same weights scored with '
               'the BatchNorm moving averages kept in the checkpoint.']
-  if record.get('complete_benchmark') is False:
-    lines += ['', 'The mean is over the splits present, not all eight VIS-NIR '
-              'test categories: it is not the published mean.']
-  column = _OTHERS_COLUMN.get(dataset)
-  if official and column is not None:
-    lines += ['', 'Other published methods (mean FPR95 %, REFERENCE):', '']
-    lines += [f'- {k}: {_fmt(v[column])}' for k, v in PUBLISHED_OTHERS.items()]
-  elif not official:
-    lines += ['', 'Published RRL-Net FPR95 (%) for orientation: VIS-NIR mean 0.76, '
-              'OS 5.22, SEN1-2 1.39 (other data; not comparable).']
+  if complete is False and published_lib.BENCHMARK_OF.get(dataset):
+    lines += ['', 'Not every official test split was scored whole: the mean is over '
+              'the splits present, not the published mean.']
+  bench = published_lib.BENCHMARK_OF.get(dataset)
+  others = {k: v[bench] for k, v in published_lib.FPR95.items()
+            if bench in v and k != model_name}
+  if comparable and others:
+    lines += ['', f'Other published methods (mean FPR95 %, {published_lib.SOURCE}):', '']
+    lines += [f'- {published_lib.title(k)}: {_fmt(v)}' for k, v in others.items()]
+  elif not comparable and model_name in published_lib.FPR95:
+    numbers = ', '.join(f'{published_lib.BENCHMARKS[b]["title"]} {_fmt(v)}'
+                        for b, v in published_lib.FPR95[model_name].items())
+    lines += ['', f'Published {name} mean FPR95 (%) for orientation: {numbers} '
+              '(other data; not comparable).']
   if record.get('mlpp'):
     e = record['mlpp']
     lines += ['', '## MLPP (multi-loss post-pruning)', '',
@@ -157,7 +139,7 @@ def plot_roc(path: str, labels: Mapping[str, Any], scores: Mapping[str, Any]) ->
     ax.plot([max(value, 1e-5)], [metrics.TARGET_TPR], 'o', color=line.get_color())
   ax.axhline(metrics.TARGET_TPR, color='grey', ls='--', lw=0.8, label='TPR 0.95')
   ax.set(xscale='log', xlim=(1e-5, 1), ylim=(0, 1.01), xlabel='false positive rate',
-         ylabel='true positive rate', title='ROC (pruned RRL-Net)')
+         ylabel='true positive rate', title='ROC (pruned network)')
   ax.legend(fontsize=7, loc='lower right')
   fig.tight_layout()
   fig.savefig(path, dpi=120)
@@ -257,23 +239,36 @@ def write_reports(outdir: str, results: Mapping[str, Any],
                   dataset: str, protocol: str, checkpoint: str = '',
                   mlpp: Optional[Mapping[str, Any]] = None, model=None,
                   variables=None, mgla_pairs: int = 0, gallery_size: int = 8,
-                  extra: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+                  extra: Optional[Mapping[str, Any]] = None,
+                  model_name: Optional[str] = None,
+                  sample_size: int = 0) -> Dict[str, Any]:
   """Writes the report files into `outdir`; returns the results.json record.
 
   `results`: output of `evaluation.evaluate_splits(..., return_scores=True)`.
   `splits` ({name: (patches, labels)}) enables roc.png and the error
   galleries; with `model`, `variables` and `mgla_pairs > 0` also mgla.png.
+  `model_name` (default: `model`'s registry name, else 'rrl_net') names the
+  evaluated network and its published numbers; `sample_size`:
+  dataset.test_max_pairs, when the test splits were sampled.
   """
   os.makedirs(outdir, exist_ok=True)
-  official, note = data_note(dataset)
+  if model_name is None and model is not None:
+    from rrl_jax import models  # pylint: disable=g-import-not-at-top
+    model_name = models.model_name(model)
+  model_name = model_name or 'rrl_net'
+  check = published_lib.check_data(
+      dataset, {k: v['n'] for k, v in results['splits'].items()}, sample_size)
   record = {'format': RESULTS_FORMAT, 'dataset': dataset, 'protocol': protocol,
-            'checkpoint': checkpoint, 'official_benchmark_data': official,
-            'data_note': note, 'published': published_for(dataset),
+            'model_name': model_name, 'checkpoint': checkpoint,
+            'official_benchmark_data': check['official_benchmark_data'],
+            'complete_benchmark': check['complete_benchmark'],
+            'counts_match': check.get('counts_match', False),
+            'data_note': check['data_note'], 'data_check': check['splits'],
+            'published': published_lib.fpr95(model_name, dataset),
+            'published_source': published_lib.SOURCE,
             'splits': {k: dict(v) for k, v in results['splits'].items()},
             'mean': results['mean'],
             'mean_over': results['mean_over']}
-  if 'complete_benchmark' in results:
-    record['complete_benchmark'] = results['complete_benchmark']
   if mlpp:
     record['mlpp'] = dict(mlpp)
   if extra:

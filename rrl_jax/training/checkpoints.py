@@ -18,6 +18,7 @@ restart_from_scratch (README, "Training").
 """
 
 import contextlib
+import errno
 import json
 import logging as std_logging
 import os
@@ -212,12 +213,89 @@ def checkpoint_meta(config) -> Dict[str, Any]:
           'inference_only': False, 'source': 'rrl_jax.train'}
 
 
-def save_checkpoint(mngr, state: TrainState, train_meta, config) -> None:
+class DiskFullError(UserError, OSError):
+  """The run's filesystem is full (a checkpoint, log or result not written)."""
+
+
+def is_disk_full(e: BaseException) -> bool:
+  """Whether `e` or an exception it wraps is ENOSPC (Orbax/TensorStore wrap it)."""
+  seen = set()
+  while e is not None and id(e) not in seen:
+    seen.add(id(e))
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+      return True
+    if 'No space left on device' in str(e):
+      return True
+    e = e.__cause__ or e.__context__
+  return False
+
+
+def free_space(path: str) -> str:
+  while path and not os.path.exists(path):
+    path = os.path.dirname(path)
+  try:
+    free = shutil.disk_usage(path).free
+  except OSError:
+    return 'unknown'
+  return f'{free / 2**20:,.1f} MiB'
+
+
+def _drop_partial(directory: str, step: int) -> None:
+  """Removes the temporary directories an interrupted save of `step` left."""
+  for name in os.listdir(directory) if os.path.isdir(directory) else ():
+    if name.startswith(f'{step}.') and 'tmp' in name:
+      shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+
+
+def _settle(mngr, attempts: int = 20) -> None:
+  """Waits until a failed save's background work has ended (errors ignored)."""
+  for _ in range(attempts):
+    try:
+      with _orbax_quiet():
+        mngr.wait_until_finished()
+      return
+    except Exception:  # pylint: disable=broad-except
+      time.sleep(0.1)
+
+
+def last_good_checkpoint(ckpt_dir: str) -> str:
+  """'DIR/STEP' of the newest complete training checkpoint, for messages."""
+  steps = [int(n) for n in os.listdir(ckpt_dir) if n.isdigit() and os.path.isdir(
+      os.path.join(ckpt_dir, n, TRAIN_STATE))] if os.path.isdir(ckpt_dir) else []
+  return (f'{ckpt_dir}/{max(steps)}' if steps
+          else 'none yet (the rerun starts at step 0)')
+
+
+def save_checkpoint(mngr, state: TrainState, train_meta, config,
+                    workdir: Optional[str] = None) -> None:
+  """Saves a training checkpoint and waits until it is on disk.
+
+  Waiting makes a failed save stop the run at that step: a full disk raises
+  DiskFullError (one line: the directory, the free space, the last good
+  checkpoint), after removing the partial files.
+  """
   step = int(train_meta['step'])
-  mngr.save(step, args=save_args({
-      PARAMS: state.params, BATCH_STATS: state.batch_stats,
-      META: checkpoint_meta(config), OPT_STATE: state.opt_state,
-      TRAIN_STATE: train_meta}))
+  _silence_abandoned_restores()
+  try:
+    with _orbax_quiet():
+      mngr.save(step, args=save_args({
+          PARAMS: state.params, BATCH_STATS: state.batch_stats,
+          META: checkpoint_meta(config), OPT_STATE: state.opt_state,
+          TRAIN_STATE: train_meta}))
+      mngr.wait_until_finished()
+  except Exception as e:  # pylint: disable=broad-except
+    if not is_disk_full(e):
+      raise
+    directory = str(mngr.directory)
+    _ABANDONED.append(os.path.join(directory, f'{step}.'))
+    _settle(mngr)  # Its other writers stop before the partial files go.
+    _drop_partial(directory, step)
+    last = last_good_checkpoint(directory)
+    raise DiskFullError(
+        f'disk full while saving checkpoint step {step} in {directory} '
+        f'(free: {free_space(directory)}); training stopped at step {step}. '
+        f'Last good checkpoint: {last}. Free space on '
+        f'{workdir or directory} and rerun the same command to resume.') from None
 
 
 @contextlib.contextmanager
@@ -232,7 +310,8 @@ def _orbax_quiet():
     logger.setLevel(level)
 
 
-_ABANDONED = []  # Step directories whose restore failed with reads in flight.
+# Step directories whose restore or save failed with I/O in flight.
+_ABANDONED = []
 
 
 def _is_abandoned_read_noise(exc: BaseException) -> bool:
@@ -260,12 +339,21 @@ def _silence_abandoned_restores() -> None:
       return
     previous(args)
 
+  def mentions_abandoned(record):
+    text = record.getMessage() + (str(record.exc_info[1]) if record.exc_info
+                                  and record.exc_info[1] is not None else '')
+    return any(path in text for path in _ABANDONED) or bool(
+        _ABANDONED and '_SignalingThread.run() raised' in record.getMessage())
+
   hook.rrl_jax_filter = True
   sys.unraisablehook = hook
   std_logging.getLogger('asyncio').addFilter(
       lambda r: not (r.exc_info and r.exc_info[1] is not None
                      and 'never retrieved' in r.getMessage()
                      and _is_abandoned_read_noise(r.exc_info[1])))
+  # A failed save's other writers (Orbax threads) log after it was reported.
+  for name in ('asyncio', 'absl'):
+    std_logging.getLogger(name).addFilter(lambda r: not mentions_abandoned(r))
 
 
 def _first_line(e: BaseException, limit: int = 160) -> str:
@@ -356,7 +444,12 @@ def previous_run(workdir: str) -> List[str]:
 
 def _start_from_scratch(workdir: str, ckpt_dir: str, moved: List[str],
                         restart: bool, existed: bool = True) -> None:
-  """Starts at step 0; in a workdir with a previous run only if `restart`."""
+  """Starts at step 0, moving a previous run's files aside.
+
+  Asks for `restart` only when that run left something to lose: unreadable
+  checkpoints, or results/ (a finished run). A run that stopped before its
+  first checkpoint (preempted, killed) starts again from step 0 by itself.
+  """
   history = previous_run(workdir)
   if not history and not moved:
     return  # A new run.
@@ -364,7 +457,9 @@ def _start_from_scratch(workdir: str, ckpt_dir: str, moved: List[str],
            f'(moved to {os.path.join(workdir, UNREADABLE_DIR)})' if moved
            else f'{ckpt_dir} holds no checkpoint' if existed
            else f'{ckpt_dir} is missing')
-  if not restart:
+  automatic = not restart and not moved and not os.path.isdir(
+      os.path.join(workdir, 'results'))
+  if not restart and not automatic:
     raise NoCheckpointError(
         f'{workdir} holds a previous run ({", ".join(history) or "only unreadable checkpoints"}) '
         f'but no usable checkpoint: {found}. Pass --restart_from_scratch to train '
@@ -377,7 +472,9 @@ def _start_from_scratch(workdir: str, ckpt_dir: str, moved: List[str],
     for name in (METRICS_FILE,) + HISTORY_DIRS:
       if os.path.exists(os.path.join(workdir, name)):
         shutil.move(os.path.join(workdir, name), os.path.join(dest, name))
-    print(f'Training from step 0 (--restart_from_scratch): {found}; the previous '
+    why = ('the previous attempt stopped before its first checkpoint (e.g. '
+           'preempted or killed)' if automatic else '--restart_from_scratch')
+    print(f'Training from step 0 ({why}): {found}; the previous '
           f'run\'s files were moved to {dest}.', flush=True)
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices('rrl_jax_restart_from_scratch')

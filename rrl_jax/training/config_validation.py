@@ -95,7 +95,11 @@ def config_problems(config, device_count: Optional[int] = None) -> list:
   need('optimizer.learning_rate', lambda v: _is_number(v) and v > 0,
        'must be a number > 0')
   steps, epochs = config.num_train_steps, config.num_epochs
-  if not ((_is_int(steps) and steps > 0) or (_is_number(epochs) and epochs > 0)):
+  if not (_is_int(steps) and (steps > 0 or steps == -1)):
+    # 0 is refused: it would silently mean "the whole num_epochs budget".
+    problems.append(f'config.num_train_steps={steps!r} must be a step count > 0, '
+                    'or -1 to train config.num_epochs epochs')
+  elif not (steps > 0 or (_is_number(epochs) and epochs > 0)):
     problems.append(f'config.num_train_steps={steps!r} and config.num_epochs='
                     f'{epochs!r}: set num_train_steps > 0 or num_epochs > 0')
   problems += _model_problems(config, models)

@@ -31,7 +31,9 @@ class MetricWriter:
     if not enabled:
       return
     os.makedirs(workdir, exist_ok=True)
-    self._f = open(os.path.join(workdir, METRICS_FILE), 'a')
+    path = os.path.join(workdir, METRICS_FILE)
+    repair_torn_tail(path)
+    self._f = open(path, 'a')
     try:
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
       self._tb = SummaryWriter(os.path.join(workdir, TENSORBOARD_DIR))
@@ -60,13 +62,53 @@ class MetricWriter:
       self._tb = None
 
 
+def repair_torn_tail(path: str) -> None:
+  """Completes or drops a final line a kill cut short, with one warning.
+
+  Records are written whole and flushed, so a line without its newline is the
+  record being written when the process died: kept if it is complete JSON
+  (only the newline is missing), dropped otherwise.
+  """
+  if not os.path.isfile(path):
+    return
+  with open(path, 'rb') as f:
+    data = f.read()
+  start = data.rfind(b'\n') + 1
+  tail = data[start:]
+  if not tail:
+    return
+  try:
+    json.loads(tail)
+  except ValueError:
+    with open(path, 'r+b') as f:
+      f.truncate(start)
+    print(f'WARNING: {path} ended with a torn record ({len(tail)} bytes, cut '
+          f'short by a kill while it was written); dropped it: {tail[:60]!r}',
+          flush=True)
+    return
+  with open(path, 'ab') as f:
+    f.write(b'\n')
+
+
 def read_metrics(workdir: str, kind: Optional[str] = None):
-  """Reads the JSONL records back (for tests and notebooks)."""
+  """Reads the JSONL records back (for tests and notebooks).
+
+  A torn final line (a run killed while writing it) is skipped.
+  """
   path = os.path.join(workdir, METRICS_FILE)
   if not os.path.exists(path):
     return []
+  records = []
   with open(path) as f:
-    records = [json.loads(line) for line in f if line.strip()]
+    lines = f.read().split('\n')
+  for i, line in enumerate(lines):
+    if not line.strip():
+      continue
+    try:
+      records.append(json.loads(line))
+    except ValueError:
+      if i < len(lines) - 1:
+        raise
   return [r for r in records if kind is None or r['kind'] == kind]
 
 

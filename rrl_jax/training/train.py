@@ -9,6 +9,7 @@ on every test split at the end.
 """
 import json
 import os
+import re
 import time
 from typing import Any, Dict
 
@@ -29,9 +30,10 @@ from rrl_jax.training import checkpoints
 from rrl_jax.training import losses
 from rrl_jax.training import metric_writers
 from rrl_jax.training import optim
+from rrl_jax.training import preemption
 from rrl_jax.training import vgg19
 # The run's parts, re-exported: callers use train.<name>.
-from rrl_jax.errors import ConfigError, UserError
+from rrl_jax.errors import ConfigError, OutOfMemoryError, UserError
 from rrl_jax.training.checkpoints import (NoCheckpointError, load_local_moving_batch_stats,
                                           load_local_variables, reconcile_best,
                                           restore_latest, save_checkpoint)
@@ -39,11 +41,10 @@ from rrl_jax.training.config_validation import validate_config
 from rrl_jax.training.losses import NonFiniteLossError
 from rrl_jax.training.step import (TrainState, global_batch, init_state, loss_weights,
                                    lr_schedule, make_model, make_train_step, to_host)
-from rrl_jax.training.workdir import (ConfigMismatchError, check_and_save_config,
+from rrl_jax.training.workdir import (CHECKPOINT_DIR, ConfigMismatchError, check_and_save_config,
                                       check_config, enable_compilation_cache,
                                       run_lock, save_config)
 
-CHECKPOINT_DIR = 'checkpoints'
 BEST_DIR = 'best'
 RESULTS_DIR = 'results'
 
@@ -83,6 +84,34 @@ def _batch_iterator(config, train_split) -> BatchIterator:
     raise ConfigError(f'config.batch_size={config.batch_size}: {e}.') from None
 
 
+_ALLOCATION = re.compile(r'allocate ([0-9][0-9.]*\s*[KMGT]?i?B|[0-9]+ bytes)')
+
+
+def out_of_memory_as_user_error(train_step, config, start: int):
+  """The train step, with device out-of-memory as one line naming the batch."""
+  steps = [start]  # Steps run so far (the state is donated: not read back).
+
+  def step_fn(state, batch, weights):
+    steps[0] += 1
+    try:
+      state, m = train_step(state, batch, weights)
+      return state, jax.block_until_ready(m)  # The loop reads m next anyway.
+    except jax.errors.JaxRuntimeError as e:
+      if 'RESOURCE_EXHAUSTED' not in str(e):
+        raise
+      needed = _ALLOCATION.search(str(e))
+      size = needed.group(1) if needed else None
+      if size and size.endswith(' bytes'):
+        size = f'{int(size.split()[0]) / 2**30:.1f} GiB'
+      raise OutOfMemoryError(
+          f'out of device memory in train step {steps[0]} with '
+          f'config.batch_size={config.batch_size} ({jax.device_count()} device(s)'
+          + (f'; one allocation asked for {size}' if size else '')
+          + '): lower config.batch_size (e.g. --config.batch_size='
+          f'{max(jax.device_count(), config.batch_size // 4)}).') from None
+  return step_fn
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        allow_config_change: bool = False,
                        restart_from_scratch: bool = False,
@@ -97,8 +126,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   workdir = os.path.abspath(os.path.expanduser(workdir))
   check_config(config, workdir, allow_config_change)  # Reads only.
   with run_lock(workdir):
-    return _train_and_evaluate(config, workdir, restart_from_scratch,
-                               return_variables)
+    try:
+      return _train_and_evaluate(config, workdir, restart_from_scratch,
+                                 return_variables)
+    except checkpoints.DiskFullError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except
+      if not checkpoints.is_disk_full(e):
+        raise
+      where = getattr(e, 'filename', None) or workdir
+      raise checkpoints.DiskFullError(
+          f'disk full while writing {where} (free: {checkpoints.free_space(workdir)}'
+          f'); the run stopped there. Last good checkpoint: '
+          f'{checkpoints.last_good_checkpoint(os.path.join(workdir, CHECKPOINT_DIR))}'
+          '. Free space and rerun the same command to resume.') from None
 
 
 def _train_and_evaluate(config, workdir, restart_from_scratch, return_variables):
@@ -180,9 +221,17 @@ def _train_and_evaluate(config, workdir, restart_from_scratch, return_variables)
     bar.write(f'step {step}: {config.protocol}-protocol selection FPR95 '
               f'{fpr:.3f} (best {best["fpr95"]:.3f} at step {best["step"]})')
 
+  saved = [start if train_meta is not None else None]  # The newest checkpoint.
+
+  def save(step):
+    save_checkpoint(mngr, state, train_meta_now(step), config, workdir)
+    saved[0] = step
+
+  train_step = out_of_memory_as_user_error(train_step, config, start)
+  stop = preemption.StopSignals().install()  # SIGTERM/SIGINT: stop after a step.
   try:
     step = start
-    while step < total_steps:
+    while step < total_steps and not stop.should_stop(step):
       batch = global_batch(next(it), mesh)
       t0 = time.time()
       state, m = train_step(state, batch, weights)
@@ -200,10 +249,15 @@ def _train_and_evaluate(config, workdir, restart_from_scratch, return_variables)
       if (eval_every > 0 and step % eval_every == 0) or step == total_steps:
         evaluate_and_select(step)
       if step % config.checkpoint_every == 0 or step == total_steps:
-        save_checkpoint(mngr, state, train_meta_now(step), config)
+        save(step)
+    if stop.stopped or stop.should_stop(step, force=True):
+      if saved[0] != step:
+        save(step)
+      raise preemption.Preempted(step, stop.signum)
     if start >= total_steps and best['step'] is None:
       evaluate_and_select(start)
   finally:
+    stop.restore()
     bar.close()
     if hasattr(it, 'close'):
       it.close()
@@ -244,6 +298,8 @@ def evaluate_best(model, like: TrainState, tests, config, workdir: str, mesh,
     reports.write_reports(
         outdir, dict(results, scores=scores), tests,
         dataset=config.dataset.name, protocol=config.protocol, checkpoint=best_dir,
+        model_name=config.model_name,
+        sample_size=int(config.dataset.get('test_max_pairs', 0) or 0),
         extra={'selection': summary['selection'],
                'selected_step': best['step'],
                'selection_fpr95': best['fpr95'], 'final_step': final_step,

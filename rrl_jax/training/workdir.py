@@ -22,6 +22,7 @@ import numpy as np
 from rrl_jax.errors import UserError, WorkdirError
 
 CONFIG_FILE = 'config.json'
+CHECKPOINT_DIR = 'checkpoints'
 # Keys added after runs were saved without them: the behaviour those runs had.
 LEGACY_VALUES = {'bn_moving_average': 'plain'}
 # Fields that only change how long / how verbosely a run goes: a restart may
@@ -65,6 +66,8 @@ def check_config(config, workdir: str, allow_change: bool) -> None:
   if os.path.exists(path):
     with open(path) as f:
       old = json.load(f)
+    if not has_checkpoint(workdir):
+      return  # A run that never wrote a checkpoint has nothing to continue.
     # A key the saved run predates compares as the value that run used.
     a = dict(LEGACY_VALUES, **_flatten(old))
     b = _flatten(new)
@@ -78,6 +81,12 @@ def check_config(config, workdir: str, allow_change: bool) -> None:
           'run with the new config.')
     if diff:
       logging.warning('Config changed in %s (allowed): %s', workdir, diff)
+
+
+def has_checkpoint(workdir: str) -> bool:
+  """Whether workdir/checkpoints holds a step (readable or not)."""
+  ckpt_dir = os.path.join(workdir, CHECKPOINT_DIR)
+  return os.path.isdir(ckpt_dir) and any(n.isdigit() for n in os.listdir(ckpt_dir))
 
 
 def save_config(config, workdir: str) -> None:
