@@ -1,0 +1,79 @@
+"""KGL-Net in the zoo: parameter counts, outputs, MLPP pruning, objective, optimizer."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from rrl_jax import pruning
+from rrl_jax.models import get_model, variants
+from rrl_jax.models.kgl_net import KGLNet, hardest_negatives
+from rrl_jax.training import losses
+from rrl_jax.training.optim import adam_per_network
+
+
+def _shapes(model, train=True):
+  x = jax.ShapeDtypeStruct((2, 64, 64, 1), jnp.float32)
+  return jax.eval_shape(lambda a, b: model.init(jax.random.PRNGKey(0), a, b,
+                                                train=train), x, x)
+
+
+def test_trainable_count_is_the_official():
+  params = _shapes(get_model('kgl_net'))['params']
+  assert pruning.count_parameters(params['descriptor']) == 5_555_696
+  assert pruning.count_parameters(params['metric']) == 854_017
+  assert pruning.count_parameters(params) == 6_409_713
+
+
+def test_pruning_keeps_the_score_path_only():
+  model = get_model('kgl_net')
+  kept = pruning.score_path_shapes(model)
+  desc = set(kept['params']['descriptor'])
+  assert desc == {f'layer{i}_com{s}' for i in range(1, 5) for s in (1, 2)} | {
+      f'layer{i}_dif{s}' for i in range(5, 9) for s in (1, 2)}
+  assert 'metric' in kept['params'] and not kept['batch_stats']
+
+
+def _reduced():
+  model = variants.build('kgl_net', reduced=True)
+  rng = np.random.default_rng(0)
+  xa = jnp.asarray(rng.random((6, 64, 64, 1)), jnp.float32)
+  xb = jnp.asarray(rng.random((6, 64, 64, 1)), jnp.float32)
+  return model, model.init(jax.random.PRNGKey(1), xa, xb, train=True), xa, xb
+
+
+def test_outputs_scores_and_descriptors():
+  model, variables, xa, xb = _reduced()
+  out = model.apply(variables, xa, xb)
+  np.testing.assert_allclose(np.linalg.norm(out['desc_a'], axis=1), 1.0, rtol=1e-5)
+  assert out['desc_b'].shape == (6, 8)
+  pruned = pruning.inference_variables(variables, model)
+  np.testing.assert_allclose(pruning.match_logit(model, pruned, xa, xb), out['match'],
+                             rtol=1e-5, atol=1e-6)
+
+
+def test_hardest_negatives_skip_the_pair_and_near_duplicates():
+  d = jnp.asarray(np.eye(4, 3)[[0, 1, 2, 2]], jnp.float32)  # rows 2, 3 identical
+  e = jnp.asarray(np.eye(4, 3)[[0, 1, 2, 0]], jnp.float32)
+  m = hardest_negatives(d, e)
+  assert int(m['index_LL'][2]) != 3 and int(m['index_LL'][2]) != 2
+  assert int(m['index_LR'][3]) != 2  # b_2 equals a_3: a near-duplicate, skipped
+  assert int(m['index_LR'][1]) != 1
+
+
+def test_train_step_objective_and_two_learning_rates():
+  model, variables, xa, xb = _reduced()
+
+  def loss(params):
+    out, _ = model.apply({**variables, 'params': params}, xa, xb, train=True,
+                         mutable=['batch_stats'])
+    terms = losses.objective_terms('kgl_net', out, None, xa, xb)
+    return losses.objective_total('kgl_net', terms, {}), terms
+
+  (total, terms), grads = jax.value_and_grad(loss, has_aux=True)(variables['params'])
+  assert sorted(terms) == sorted(KGLNet.output_names) and np.isfinite(total)
+  tx = adam_per_network(5e-3, 5e-5)
+  updates, _ = tx.update(grads, tx.init(variables['params']), variables['params'])
+  step = lambda tree: max(float(jnp.max(jnp.abs(u))) for u in jax.tree.leaves(tree))
+  np.testing.assert_allclose(step(updates['descriptor']), 5e-3, rtol=1e-3)
+  np.testing.assert_allclose(step(updates['metric']), 5e-5, rtol=1e-3)
+  assert optax.tree.norm(grads['metric']) > 0
