@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from rrl_jax.models.heads import probability_fn
+from rrl_jax.models.layers import BATCH_MOMENTS
 from rrl_jax.models.mgla import mgla_kernel_size
 from rrl_jax.models.rrl_net import prepare_pair
 
@@ -130,9 +131,13 @@ class TorchBatchNorm(nn.Module):
       var = jnp.mean(jnp.square(x - mean), axes)
       n = x.size // c
       if not self.is_initializing():
+        unbiased = var * (n / max(n - 1, 1))
+        # For precise-BN (rrl_jax/training/bn_recalibration.py), as layers.BatchNorm.
+        self.sow(BATCH_MOMENTS, 'mean', mean)
+        self.sow(BATCH_MOMENTS, 'var', unbiased)
         m = self.momentum
         mean_v.value = (1 - m) * mean_v.value + m * mean
-        var_v.value = (1 - m) * var_v.value + m * var * (n / max(n - 1, 1))
+        var_v.value = (1 - m) * var_v.value + m * unbiased
     else:
       mean, var = mean_v.value, var_v.value
     return (x - mean) * jax.lax.rsqrt(var + self.epsilon) * scale + bias
