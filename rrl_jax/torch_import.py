@@ -170,6 +170,8 @@ def from_torch(state_dicts: Mapping[str, Mapping[str, Any]], model,
     if bad_eps:
       problems.append(f'{net} FRN eps buffers differ from frn_eps={model.frn_eps}: '
                       + ', '.join(bad_eps[:4]))
+  if 'dif_conv.0.weight' in state_dicts.get('descriptor', {}):
+    problems.append('the two files look swapped (give DESC.pth,METRIC.pth)')
   if problems:
     raise TorchWeightsError(f'{source} do not fit {type(model).__name__}: '
                             + '; '.join(problems) + '.')
@@ -232,3 +234,48 @@ def save_pth(state_dict: Mapping[str, np.ndarray], path: str) -> None:
   tmp = f'{path}.tmp'
   torch.save({k: torch.from_numpy(np.array(v)) for k, v in state_dict.items()}, tmp)
   os.replace(tmp, path)
+
+
+# Official file names (train_KGL-Net.py): descriptor and its metric network.
+OFFICIAL_SUFFIXES = {'descriptor': '-desc.pth', 'metric': '-desc-corr-metric.pth'}
+
+
+def convert_torch_weights(paths: str, name: str = 'kgl_net', **model_kwargs
+                          ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+  """'DESC.pth,METRIC.pth' -> (variables, meta) for checkpoint.save_variables."""
+  from rrl_jax.models import get_model, model_config  # pylint: disable=g-import-not-at-top
+  if name != 'kgl_net':
+    raise UserError(f'--model={name}: PyTorch weights are read for kgl_net only.')
+  files = [p.strip() for p in paths.split(',')]
+  if len(files) != 2 or not all(files):
+    raise UserError(f'--torch_weights={paths}: expected two files, DESC.pth,METRIC.pth '
+                    '(net-best-desc.pth,net-best-desc-corr-metric.pth).')
+  model = get_model(name, **model_kwargs)
+  state_dicts = {'descriptor': load_pth(files[0]), 'metric': load_pth(files[1])}
+  variables, extras = from_torch(state_dicts, model, source=f'{files[0]},{files[1]}')
+  meta = {'model': model_config(model), 'model_name': name, 'inference_only': False,
+          'source': {'kind': 'train', 'torch_weights': files, 'torch_extras': extras}}
+  return variables, meta
+
+
+def write_torch_weights(variables: Mapping[str, Any], meta: Mapping[str, Any],
+                        prefix: str) -> List[str]:
+  """Checkpoint variables -> PREFIX-desc.pth, PREFIX-desc-corr-metric.pth.
+
+  They load into the official feature_KGL / feature_KGL_metric with
+  load_state_dict(strict=True). Refuses to overwrite existing files.
+  """
+  from rrl_jax.models import model_from_config  # pylint: disable=g-import-not-at-top
+  if meta.get('model_name') != 'kgl_net':
+    raise UserError(f'The checkpoint holds {meta.get("model_name")!r}; PyTorch '
+                    'weights are written for kgl_net only.')
+  model = model_from_config(meta['model'], 'kgl_net')
+  extras = (meta.get('source') or {}).get('torch_extras') or {}
+  paths = {net: f'{prefix}{suffix}' for net, suffix in OFFICIAL_SUFFIXES.items()}
+  existing = [p for p in paths.values() if os.path.exists(p)]
+  if existing:
+    raise UserError(f'{", ".join(existing)} already exist(s); refusing to overwrite.')
+  state_dicts = to_torch(jax.device_get(dict(variables)), model, extras)
+  for net, path in paths.items():
+    save_pth(state_dicts[net], path)
+  return list(paths.values())

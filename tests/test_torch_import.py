@@ -76,3 +76,10 @@ def test_pth_files_round_trip(seeded, tmp_path):
     loaded = torch_import.load_pth(path)
     for k, v in state_dicts[net].items():
       np.testing.assert_array_equal(loaded[k], v, err_msg=k)
+
+
+def test_without_torch_one_line_names_the_extra(tmp_path):
+  if importlib.util.find_spec('torch') is not None:
+    pytest.skip('torch is installed')
+  with pytest.raises(UserError, match=r"pip install -e '\.\[torch\]'"):
+    torch_import.convert_torch_weights(f'{tmp_path}/a.pth,{tmp_path}/b.pth')
