@@ -77,3 +77,20 @@ def test_train_step_objective_and_two_learning_rates():
   np.testing.assert_allclose(step(updates['descriptor']), 5e-3, rtol=1e-3)
   np.testing.assert_allclose(step(updates['metric']), 5e-5, rtol=1e-3)
   assert optax.tree.norm(grads['metric']) > 0
+
+
+def test_matcher_descriptors_and_scores():
+  import pytest  # pylint: disable=g-import-not-at-top
+  from rrl_jax.evaluation.matcher import Matcher  # pylint: disable=g-import-not-at-top
+  model, variables, xa, xb = _reduced()
+  pairs = np.asarray(np.concatenate([xa, xb], -1).transpose(0, 3, 1, 2))
+  matcher = Matcher(model, variables, batch_size=4)
+  desc_a, desc_b = matcher.descriptors(pairs)
+  out = model.apply(variables, xa, xb)
+  np.testing.assert_allclose(desc_a, out['desc_a'], atol=1e-6)
+  np.testing.assert_allclose(desc_b, out['desc_b'], atol=1e-6)
+  np.testing.assert_allclose(matcher.score(pairs), model.match_probability(out), atol=1e-6)
+  rrl = variants.build('rrl_net', reduced=True)
+  rrl_vars = rrl.init(jax.random.PRNGKey(0), xa[:2], xb[:2])
+  with pytest.raises(ValueError, match='has no descriptors'):
+    Matcher(rrl, rrl_vars).descriptors(pairs)
