@@ -90,6 +90,11 @@ def results_markdown(record: Mapping[str, Any]) -> str:
   if moving:
     lines += ['', 'FPR95 with the moving averages: the same weights scored with '
               'the BatchNorm moving averages kept in the checkpoint.']
+  if 'descriptor' in record['mean']:  # KGL-Net: both of its official FPR95s.
+    lines += ['', 'FPR95 (%) of the descriptor L2 distance, beside the metric '
+              'network\'s above: ' + ', '.join(
+                  f'{n} {_fmt(m["descriptor"]["fpr95"])}' for n, m in record['splits'].items())
+              + f'; **mean {_fmt(record["mean"]["descriptor"]["fpr95"])}**.']
   if record.get('complete_benchmark') is False:
     lines += ['', 'The mean is over the splits present, not all eight VIS-NIR '
               'test categories: it is not the published mean.']
