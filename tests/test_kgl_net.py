@@ -94,3 +94,23 @@ def test_matcher_descriptors_and_scores():
   rrl_vars = rrl.init(jax.random.PRNGKey(0), xa[:2], xb[:2])
   with pytest.raises(ValueError, match='has no descriptors'):
     Matcher(rrl, rrl_vars).descriptors(pairs)
+
+
+def test_config_brings_the_official_recipe():
+  from configs import default  # pylint: disable=g-import-not-at-top
+  c = default.paper_benchmark('vis_nir', 'kgl_net')
+  assert c.model_name == 'kgl_net' and c.batch_size == 256 and c.num_epochs == 100
+  assert c.dataset.train_positives_only
+  assert (c.optimizer.name, c.optimizer.learning_rate, c.optimizer.metric_learning_rate,
+          c.optimizer.epsilon) == ('adam_per_network', 5e-3, 5e-5, 1e-8)
+  assert tuple(c.augment.scale) == (0.95, 1.1) and c.bn_moving_average == 'plain'
+  assert set(c.loss_weights) == set(KGLNet.output_names)
+  assert default.paper_benchmark('os', 'kgl_net').num_epochs == 200
+
+
+def test_positives_only_training_split():
+  from rrl_jax.data.splits import positives_only  # pylint: disable=g-import-not-at-top
+  patches, labels = np.arange(5)[:, None], np.array([1, 0, 1, 0, 1])
+  kept = positives_only((patches, labels), 'train')
+  np.testing.assert_array_equal(kept[0][:, 0], [0, 2, 4])
+  np.testing.assert_array_equal(kept[1], [1, 1, 1])
