@@ -87,28 +87,21 @@ def torch_plan() -> Dict[str, List[Entry]]:
   return {'descriptor': desc, 'metric': metric}
 
 
+# Axis permutations (PyTorch -> flax, flax -> PyTorch) of the kernels.
+_PERMUTATIONS = {'conv2d': ((2, 3, 1, 0), (3, 2, 0, 1)), 'conv1d': ((2, 1, 0),) * 2,
+                 'dense': ((1, 0),) * 2}
+
+
 def _to_flax(a: np.ndarray, kind: str) -> np.ndarray:
-  if kind == 'conv2d':
-    return np.transpose(a, (2, 3, 1, 0))
-  if kind == 'conv1d':
-    return np.transpose(a, (2, 1, 0))
-  if kind == 'dense':
-    return np.transpose(a)
-  if kind == 'channel':
-    return a.reshape(-1)
-  return a
+  if kind in _PERMUTATIONS:
+    return np.transpose(a, _PERMUTATIONS[kind][0])
+  return a.reshape(-1) if kind == 'channel' else a
 
 
 def _to_torch(a: np.ndarray, kind: str) -> np.ndarray:
-  if kind == 'conv2d':
-    return np.transpose(a, (3, 2, 0, 1))
-  if kind == 'conv1d':
-    return np.transpose(a, (2, 1, 0))
-  if kind == 'dense':
-    return np.transpose(a)
-  if kind == 'channel':
-    return a.reshape(1, -1, 1, 1)
-  return a
+  if kind in _PERMUTATIONS:
+    return np.transpose(a, _PERMUTATIONS[kind][1])
+  return a.reshape(1, -1, 1, 1) if kind == 'channel' else a
 
 
 def variable_shapes(model) -> Dict[str, Any]:
