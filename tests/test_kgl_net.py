@@ -114,3 +114,11 @@ def test_positives_only_training_split():
   kept = positives_only((patches, labels), 'train')
   np.testing.assert_array_equal(kept[0][:, 0], [0, 2, 4])
   np.testing.assert_array_equal(kept[1], [1, 1, 1])
+
+
+def test_run_data_trains_on_positives_and_selects_on_both():
+  from configs import default  # pylint: disable=g-import-not-at-top
+  from rrl_jax.data.splits import load_data  # pylint: disable=g-import-not-at-top
+  data = load_data(default.get_config('kgl_net,test'))
+  assert set(np.unique(data['train'][1])) == {1}
+  assert set(np.unique(data['select']['val'][1])) == {0, 1}
