@@ -32,5 +32,6 @@ setup(
         'test': ['pytest>=8', 'pytest-xdist>=3.8'],
         'cuda': ['jax[cuda12]'],
         'tpu': ['jax[tpu]'],
+        'torch': ['torch>=2.1'],  # KGL-Net's PyTorch weights (launch.convert)
     },
 )

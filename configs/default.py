@@ -47,7 +47,9 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
       test_max_pairs=0,
       # 'paper' protocol: select on this split ('' = the test splits), FPR95
       # averaged over consecutive slices of selection_slice_size (0 = whole).
-      paper_selection_split='', selection_slice_size=0))
+      paper_selection_split='', selection_slice_size=0,
+      # Train on the matching pairs only (KGL-Net: its negatives are mined).
+      train_positives_only=False))
 
   c.batch_size = 64            # Global batch, over all devices and hosts.
   c.eval_batch_size = 256
@@ -140,6 +142,26 @@ def apply_model(c: ml_collections.ConfigDict, variant: str) -> None:
     c.loss_weights = ml_collections.ConfigDict({n: 1.0 for n in names})
   if not any(n.startswith('recon') for n in names):
     c.recon_loss = 'mse'
+  if name == 'kgl_net':
+    apply_kgl_recipe(c)
+
+
+def apply_kgl_recipe(c: ml_collections.ConfigDict) -> None:
+  """KGL-Net's official train_KGL-Net.py: batches of 256 matching pairs (the
+  negatives are mined in the batch), Adam lr 5e-3 (descriptor) / 5e-5
+  (metric), data_aug4 (the Keras line's augmentation with ScaleX/Y 0.95-1.1),
+  100 epochs (200 on OS), PyTorch BatchNorm moving averages."""
+  c.batch_size = 256
+  c.num_epochs = 200 if c.dataset.name == 'os' else 100
+  c.dataset.train_positives_only = True
+  c.optimizer.name = 'adam_per_network'
+  c.optimizer.learning_rate = 5e-3
+  c.optimizer.metric_learning_rate = 5e-5
+  c.optimizer.epsilon = 1e-8
+  c.optimizer.schedule = 'constant'
+  c.augment.scale = (0.95, 1.1)
+  c.bn_moving_average = 'plain'
+  c.bn_recalibration.batches = 0
 
 
 def _architecture_fields(model):

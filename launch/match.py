@@ -35,6 +35,8 @@ def define_flags() -> None:
   flags.DEFINE_string('keypoints', None, 'CSV of xa,ya,xb,yb rows.')
   flags.DEFINE_string('out', None, 'Output .npy of N float32 probabilities '
                       '(.npy is appended when missing).')
+  flags.DEFINE_string('descriptors_out', None, 'Also write desc_a, desc_b (N, D) '
+                      'to this .npz (networks with descriptors: kgl_net).')
   flags.DEFINE_bool('overwrite', False, 'Replace an existing --out file.')
   flags.DEFINE_integer('batch_size', 256, 'Pairs per batch (global).')
   flags.DEFINE_bool('resize', False, 'Resize patches of other sizes to 64x64.')
@@ -77,7 +79,8 @@ def run(checkpoint_dir: str, out: str, pairs: Optional[str] = None,
         keypoints: Optional[str] = None, batch_size: int = 256,
         resize: bool = False, patch_size: int = 64,
         step: Optional[int] = None, overwrite: bool = False,
-        progress: bool = False, export: Optional[str] = None) -> np.ndarray:
+        progress: bool = False, export: Optional[str] = None,
+        descriptors_out: Optional[str] = None) -> np.ndarray:
   """Scores the input, writes `out` (.npy appended when missing).
 
   Raises ValueError/CheckpointError on bad input, before any scoring.
@@ -103,10 +106,27 @@ def run(checkpoint_dir: str, out: str, pairs: Optional[str] = None,
   else:
     match = matcher.Matcher.from_checkpoint(checkpoint_dir, step,
                                             batch_size=batch_size, resize=resize)
+  if descriptors_out:
+    descriptors_out = descriptors_path(descriptors_out, overwrite)
+    if getattr(match, 'descriptor_variables', None) is None:
+      raise ValueError(f'--descriptors_out: {checkpoint_dir or export} holds a network '
+                       'without descriptors (kgl_net has them; scores only otherwise).')
   scores = match.score(data, progress=progress).astype(np.float32)
   os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
   np.save(out, scores)
+  if descriptors_out:
+    desc_a, desc_b = match.descriptors(data)
+    os.makedirs(os.path.dirname(os.path.abspath(descriptors_out)), exist_ok=True)
+    np.savez(descriptors_out, desc_a=desc_a, desc_b=desc_b)
   return scores
+
+
+def descriptors_path(path: str, overwrite: bool = False) -> str:
+  """The .npz file --descriptors_out names; refuses an existing one."""
+  path = path if path.endswith('.npz') else path + '.npz'
+  if os.path.exists(path) and not overwrite:
+    raise ValueError(f'--descriptors_out: {path} exists; pass --overwrite to replace it.')
+  return path
 
 
 def main(argv):
@@ -121,11 +141,14 @@ def main(argv):
     scores = run(ckpt, out, FLAGS.pairs, FLAGS.image_a,
                  FLAGS.image_b, FLAGS.keypoints, FLAGS.batch_size,
                  FLAGS.resize, FLAGS.patch_size, FLAGS.step,
-                 overwrite=FLAGS.overwrite, progress=True, export=FLAGS.export)
+                 overwrite=FLAGS.overwrite, progress=True, export=FLAGS.export,
+                 descriptors_out=FLAGS.descriptors_out)
   except (ValueError, checkpoint.CheckpointError) as e:
     sys.exit(f'launch.match: error: {e}')
   print(f'{len(scores)} pairs scored -> {out} '
         f'(P(match) > 0.5: {int(np.sum(scores > 0.5))})')
+  if FLAGS.descriptors_out:
+    print(f'descriptors desc_a, desc_b -> {descriptors_path(FLAGS.descriptors_out, True)}')
 
 
 if __name__ == '__main__':

@@ -22,7 +22,8 @@ from rrl_jax.models import variants
 pytestmark = pytest.mark.heavy(seconds=230)
 
 MODULES = {'scfdm': 'scfdm', 'afd_net': 'afd_net', 'mfd_net': 'mfd_net',
-           'efr_net': 'efr_net', 'fil_net': 'fil_net', 'rrl_net': 'rrl_net'}
+           'efr_net': 'efr_net', 'fil_net': 'fil_net', 'rrl_net': 'rrl_net',
+           'kgl_net': 'kgl_net'}
 CASES = list(variants.NETWORKS) + ['rrl_net:no_ae']
 
 
@@ -97,7 +98,8 @@ def test_one_train_step(variant):
 
 
 def test_adam_recipe_is_adam():
-  """MFD-Net and EFR-Net train with Adam, the others with Keras Nadam."""
+  """MFD-Net and EFR-Net train with Adam, KGL-Net with its per-network Adam
+  (lr 5e-3 / 5e-5), the others with Keras Nadam."""
   from configs import default  # pylint: disable=g-import-not-at-top
   for variant in variants.NETWORKS:
     try:
@@ -106,7 +108,7 @@ def test_adam_recipe_is_adam():
       if 'cannot be loaded' in str(e):
         continue
       raise
-    assert c.optimizer.name == ('adam' if variant in ('mfd_net', 'efr_net')
-                                else 'keras_nadam'), variant
-    assert c.optimizer.learning_rate == 2e-4
+    want = {'mfd_net': 'adam', 'efr_net': 'adam', 'kgl_net': 'adam_per_network'}
+    assert c.optimizer.name == want.get(variant, 'keras_nadam'), variant
+    assert c.optimizer.learning_rate == (5e-3 if variant == 'kgl_net' else 2e-4)
     assert isinstance(optim.make_optimizer(c.optimizer), optax.GradientTransformation)

@@ -36,7 +36,21 @@ def load_data(config) -> Dict[str, Any]:
     select = {ds.val_split: load(ds.val_split)}
   else:
     train, select = carve_validation(train, ds, config.seed)
+  if ds.get('train_positives_only', False):
+    train = positives_only(train, ds.train_split)
   return {'train': train, 'select': select, 'test': tests}
+
+
+def positives_only(train, split: str):
+  """The matching pairs (label 1) of (patches, labels): KGL-Net trains on these only.
+
+  Applied after the validation split is carved, so selection keeps both labels.
+  """
+  keep = np.flatnonzero(np.asarray(train[1]) == 1)
+  if keep.size == 0:
+    raise ConfigError(f'dataset.train_positives_only: training split {split!r} '
+                      'has no matching pairs (label 1).')
+  return train[0][keep], train[1][keep]
 
 
 def carve_validation(train, ds, seed: int):

@@ -3,9 +3,11 @@
   matcher = Matcher.from_checkpoint('ckpt_dir')
   probs = matcher.score(pairs)            # (N, 2, 64, 64) uint8 or float [0, 1]
   probs = matcher.score_pairs(xa, xb)     # (N, 64, 64[, 1]) each
+  desc_a, desc_b = matcher.descriptors(pairs)  # networks with descriptors (KGL-Net)
   matcher = Matcher.from_export('model.jaxexport')   # launch.export output
 
-Only the MLPP inference subtree is loaded onto the devices (REFERENCE "MLPP").
+Only the MLPP inference subtree is loaded onto the devices (REFERENCE "MLPP"),
+plus the descriptor head for networks that have one (`descriptor_outputs`).
 Index 0 / `xa` is the visible/optical patch, index 1 / `xb` the other spectrum.
 """
 from typing import Any, Dict, Mapping, Optional
@@ -139,6 +141,9 @@ class Matcher:
                meta: Optional[Dict[str, Any]] = None):
     self.model = model
     self.variables = pruning.inference_variables(dict(variables), model)
+    # Descriptors need the layers MLPP prunes (KGL-Net's com path and head).
+    self.descriptor_variables = (dict(variables) if getattr(
+        model, 'descriptor_outputs', None) else None)
     self.batch_size = checked_batch_size(batch_size)
     self.mesh = mesh
     self.resize = resize
@@ -154,12 +159,12 @@ class Matcher:
           f'{path}: checkpoint meta has no "model" entry (model kwargs).')
     try:
       model = model_from_config(meta['model'], name=meta.get('model_name'))
-      pruned = pruning.inference_variables(variables, model)
+      pruning.inference_variables(variables, model)  # a tree that does not fit fails here
     except (TypeError, ValueError) as e:
       raise checkpoint.CheckpointError(
           f'{path}: checkpoint does not hold a model the matcher can run '
           f'({e}).') from e
-    return cls(model, pruned, meta=meta, **kwargs)
+    return cls(model, variables, meta=meta, **kwargs)
 
   # --- Exported scorer (rrl_jax.export): no model is built. ---
   exported = None
@@ -201,6 +206,34 @@ class Matcher:
     return evaluation.score_pairs(self.model, self.variables, pairs,
                                   batch_size, self.mesh,
                                   progress='scoring' if progress else None)
+
+  def descriptors(self, pairs: Any):
+    """(desc_a, desc_b) float32 (N, D) numpy, L2-normalised, for pairs (N, 2, P, P).
+
+    For networks with descriptors (KGL-Net); one clear ValueError otherwise.
+    """
+    names = getattr(self.model, 'descriptor_outputs', None)
+    if not names or self.descriptor_variables is None:
+      what = 'an exported scorer' if self.exported is not None else (
+          f'{type(self.model).__name__}')
+      raise ValueError(f'{what} has no descriptors; Matcher.descriptors works for '
+                       'networks with descriptor outputs (kgl_net) loaded from a checkpoint.')
+    pairs = self.prepare(pairs)
+    if self._descriptor_fn is None:
+      import jax  # pylint: disable=g-import-not-at-top
+      model, variables = self.model, self.descriptor_variables
+
+      def describe(batch):
+        x = batch.astype('float32') / (255.0 if batch.dtype == np.uint8 else 1.0)
+        out = model.apply(variables, x[:, 0, ..., None], x[:, 1, ..., None])
+        return out[names[0]], out[names[1]]
+      self._descriptor_fn = jax.jit(describe)
+    parts = [self._descriptor_fn(pairs[i:i + self.batch_size])
+             for i in range(0, len(pairs), self.batch_size)]
+    return tuple(np.concatenate([np.asarray(p[k], np.float32) for p in parts])
+                 for k in (0, 1))
+
+  _descriptor_fn = None
 
   def score_pairs(self, xa: Any, xb: Any) -> np.ndarray:
     """P(match) (N,) float32 for patches xa (visible/optical) and xb."""

@@ -7,7 +7,7 @@ lines say what the data is (format, N of M pairs, a sample).
 """
 import json
 import os
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import matplotlib
 matplotlib.use('Agg')
@@ -68,6 +68,11 @@ def results_markdown(record: Mapping[str, Any]) -> str:
   if moving:
     lines += ['', 'FPR95 with the moving averages: the same weights scored with '
               'the BatchNorm moving averages kept in the checkpoint.']
+  if 'descriptor' in record['mean']:  # KGL-Net: both of its official FPR95s.
+    lines += ['', 'FPR95 (%) of the descriptor L2 distance, beside the metric '
+              'network\'s above: ' + ', '.join(
+                  f'{n} {_fmt(m["descriptor"]["fpr95"])}' for n, m in record['splits'].items())
+              + f'; **mean {_fmt(record["mean"]["descriptor"]["fpr95"])}**.']
   if complete is False and published_lib.BENCHMARK_OF.get(dataset):
     lines += ['', 'Not every official test split was scored whole: the mean is over '
               'the splits present, not the published mean.']

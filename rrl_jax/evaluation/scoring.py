@@ -187,9 +187,49 @@ def evaluate_splits(model: RRLNet, variables: Mapping[str, Any],
   """
   scores = score_splits(model, variables, splits, batch_size, mesh, progress)
   result = summarize_splits({k: v[1] for k, v in splits.items()}, scores, dataset)
+  if has_descriptors(model, variables):
+    add_descriptor_fpr95(result, model, variables, splits, batch_size)
   if return_scores:
     result['scores'] = scores
   return result
+
+
+def has_descriptors(model, variables: Mapping[str, Any]) -> bool:
+  """A network with descriptor outputs (KGL-Net) whose head is in `variables`."""
+  if not getattr(model, 'descriptor_outputs', None):
+    return False
+  return pruning.count_parameters(variables.get('params', {})) > pruning.count_parameters(
+      pruning.score_path_shapes(model)['params'])
+
+
+def descriptor_distances(model, variables: Mapping[str, Any], pairs: Any,
+                         batch_size: int = 256) -> np.ndarray:
+  """L2 distance (N,) between the descriptors of each pair (official cal_fpr95)."""
+  names = model.descriptor_outputs
+
+  @jax.jit
+  def distance(batch):
+    x = batch.astype(jnp.float32) / (255.0 if batch.dtype == jnp.uint8 else 1.0)
+    out = model.apply(variables, x[:, 0, ..., None], x[:, 1, ..., None])
+    return jnp.linalg.norm(out[names[0]] - out[names[1]], axis=-1)
+
+  pairs = np.asarray(pairs)
+  return np.concatenate([np.asarray(distance(pairs[i:i + batch_size]))
+                         for i in range(0, len(pairs), batch_size)])
+
+
+def add_descriptor_fpr95(result: Dict[str, Any], model, variables: Mapping[str, Any],
+                         splits: Mapping[str, Tuple[Any, Any]], batch_size: int) -> None:
+  """Adds {'descriptor': {'fpr95': %}} per split and to the mean: FPR95 of the
+  descriptor L2 distance (smaller = match), beside the metric head's, as the
+  official KGL-Net test reports both."""
+  values = []
+  for name, (patches, labels) in splits.items():
+    dist = descriptor_distances(model, variables, patches, batch_size)
+    value = metrics.fpr95(labels, -dist)
+    result['splits'][name]['descriptor'] = {'fpr95': value}
+    values.append(value)
+  result['mean']['descriptor'] = {'fpr95': float(np.mean(values))}
 
 
 def split_selection_fpr95(model: RRLNet, variables: Mapping[str, Any], patches: Any,

@@ -18,6 +18,7 @@ MODELS = {
     'mfd_net': 'rrl_jax.models.mfd_net:MFDNet',
     'efr_net': 'rrl_jax.models.efr_net:EFRNet',
     'fil_net': 'rrl_jax.models.fil_net:FILNet',
+    'kgl_net': 'rrl_jax.models.kgl_net:KGLNet',
 }
 DEFAULT_MODEL = 'rrl_net'
 # Module fields that are not architecture (not stored in a checkpoint's meta).

@@ -14,7 +14,7 @@ module. REDUCED_KWARGS are small widths per network for tests and smoke runs.
 """
 from typing import Any, Dict, Tuple
 
-NETWORKS = ('scfdm', 'afd_net', 'mfd_net', 'efr_net', 'fil_net', 'rrl_net')
+NETWORKS = ('scfdm', 'afd_net', 'mfd_net', 'efr_net', 'fil_net', 'rrl_net', 'kgl_net')
 
 RRL_ABLATIONS: Dict[str, Dict[str, Any]] = {
     'no_ae': {'autoencoder': False},
@@ -31,7 +31,7 @@ RRL_ABLATIONS: Dict[str, Dict[str, Any]] = {
 # tending to 1e-7), which matters only for near-zero gradients early in training.
 OPTIMIZERS = {'scfdm': 'keras_nadam', 'afd_net': 'keras_nadam',
               'mfd_net': 'adam', 'efr_net': 'adam', 'fil_net': 'keras_nadam',
-              'rrl_net': 'keras_nadam'}
+              'rrl_net': 'keras_nadam', 'kgl_net': 'adam_per_network'}
 
 # Small widths (a few thousand to ~100k parameters): seconds per CPU step.
 REDUCED_KWARGS: Dict[str, Dict[str, Any]] = {
@@ -44,6 +44,7 @@ REDUCED_KWARGS: Dict[str, Dict[str, Any]] = {
     'efr_net': {'widths': (4, 8, 8, 16), 'head_hidden': (16, 8)},
     'fil_net': {'widths': (4, 4, 8, 8, 16), 'metric_widths': (8, 16, 16, 32, 32),
                 'head_hidden': (16, 8)},
+    'kgl_net': {'widths': (4, 8, 8, 16), 'dim_desc': 8, 'metric_hidden': (16, 8)},
 }
 
 

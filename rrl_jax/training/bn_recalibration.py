@@ -166,28 +166,39 @@ _SEED_OFFSET = 7919
 
 
 def settings(config) -> Dict[str, Any]:
-  """{'batches': K (0 = off), 'batch_size': B, 'augment': bool, 'moving_average': rule}."""
+  """{'batches': K (0 = off), 'batch_size': B, 'augment': bool, 'moving_average': rule,
+  'model_name': the network (its BatchNorm convention names the statistics)}."""
   bn = config.get('bn_recalibration')
   rule = bn_moving.rule(config)
   if bn is None:
     return {'batches': 0, 'batch_size': int(config.batch_size), 'augment': False,
-            'moving_average': rule}
+            'moving_average': rule, 'model_name': config.get('model_name')}
   k = int(bn.batches)
   if k < 0:
     k = AUTO_BATCHES if config.protocol == 'clean' else 0
   return {'batches': k, 'batch_size': int(bn.batch_size or config.batch_size),
-          'augment': bool(bn.augment), 'moving_average': rule}
+          'augment': bool(bn.augment), 'moving_average': rule,
+          'model_name': config.get('model_name')}
 
 
-def moving_average_info(rule: Optional[str]) -> Dict[str, Any]:
+def moving_average_info(rule: Optional[str],
+                        model_name: Optional[str] = None) -> Dict[str, Any]:
   """The 'bn_statistics' record of results scored with the moving averages."""
-  info = {'kind': 'moving_average', 'batches': 0, 'moving_average': rule}
+  info = {'kind': 'moving_average', 'batches': 0, 'moving_average': rule,
+          'model_name': model_name}
   return dict(info, description=describe(info))
+
+
+# Networks whose BatchNorm follows PyTorch (running statistics with momentum 0.1,
+# unbiased variance) rather than Keras (momentum 0.99).
+PYTORCH_BATCHNORM = {'kgl_net': 'PyTorch BatchNorm running statistics (momentum 0.1)'}
 
 
 def describe(info: Optional[Mapping[str, Any]]) -> str:
   """One line for reports: which BatchNorm statistics were used."""
   if not info or not info.get('batches'):
+    if info and info.get('model_name') in PYTORCH_BATCHNORM:
+      return PYTORCH_BATCHNORM[info['model_name']]
     rule = bn_moving.DESCRIPTIONS.get((info or {}).get('moving_average'))
     return f'BatchNorm moving averages (momentum 0.99{", " + rule if rule else ""})'
   aug = 'augmented' if info.get('augment') else 'un-augmented'
@@ -248,7 +259,7 @@ def evaluate_moving_averages(results: Dict[str, Any], model, variables: Mapping[
   with `moving_batch_stats`. Returns the 'bn_statistics' record of the reports.
   """
   if moving_batch_stats is None:
-    return moving_average_info(info.get('moving_average'))
+    return moving_average_info(info.get('moving_average'), info.get('model_name'))
   from rrl_jax.evaluation import scoring as evaluation  # pylint: disable=g-import-not-at-top
   moving = evaluation.evaluate_splits(
       model, dict(variables, batch_stats=moving_batch_stats), splits, batch_size,

@@ -546,7 +546,8 @@ def best_items(state: TrainState, recalibrated: Optional[Any], mesh,
   from rrl_jax.training import bn_moving, bn_recalibration  # pylint: disable=g-import-not-at-top
   meta = checkpoint_meta(config)
   meta['bn_statistics'] = (
-      bn_recalibration.moving_average_info(bn_moving.rule(config))
+      bn_recalibration.moving_average_info(bn_moving.rule(config),
+                                           config.get('model_name'))
       if recalibrated is None else
       dict(bn_recalibration.settings(config), kind='recalibrated', split='train'))
   items = {PARAMS: state.params, META: meta}

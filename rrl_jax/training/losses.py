@@ -179,6 +179,8 @@ def objective_terms(model_name: str, outputs: Mapping[str, jax.Array],
   RRL-Net (and its ablations) is `loss_terms` unchanged: terms of removed
   heads/decoders are absent because their outputs are.
   """
+  if model_name == 'kgl_net':
+    return kgl_objective(outputs)
   if model_name not in NETWORK_LOSSES:
     raise ValueError(f'No objective for model {model_name!r}; known: '
                      f'{sorted(NETWORK_LOSSES)}.')
@@ -195,6 +197,65 @@ def objective_terms(model_name: str, outputs: Mapping[str, jax.Array],
                        f'its objective (kinds {sorted(kinds)}).')
     terms[name] = fns[kinds[kind]](value, labels)
   return terms
+
+
+# ----------------------------------------------------------------------------
+# KGL-Net: the official train_KGL-Net.py objective (rrl_jax/models/kgl_net.py).
+HYNET_MARGIN = 1.2
+HYNET_ALPHA = 2.0
+NORM_WEIGHT = 0.1  # official Loss_HyNet_metric.norm_loss_pos
+
+
+def torch_bce_with_logits(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """torch.nn.BCELoss of sigmoid(logits): logs clamped at -100, batch mean."""
+  z = logits.astype(jnp.float32)
+  y = jnp.reshape(labels, z.shape).astype(jnp.float32)
+  log_p = jnp.maximum(jax.nn.log_sigmoid(z), -100.0)
+  log_q = jnp.maximum(jax.nn.log_sigmoid(-z), -100.0)
+  return -jnp.mean(y * log_p + (1 - y) * log_q)
+
+
+def hynet_loss(desc_a: jax.Array, desc_b: jax.Array, raw_a: jax.Array,
+               raw_b: jax.Array, margin: float = HYNET_MARGIN,
+               alpha: float = HYNET_ALPHA) -> jax.Array:
+  """The official Loss_HyNet_metric (no SOS term): summed over the batch.
+
+  Hybrid triplet on in-batch hardest negatives: for pair i, d+ = |a_i - b_i|,
+  d- = the least of its hardest a-a, b-b, a-b (row) and a-b (column)
+  distances; sum of max(0, margin + h(d+) - h(d-)), h(d) = d + alpha d^2 / 2;
+  plus 0.1 * sum of (|raw_a_i| - |raw_b_i|)^2 over the raw descriptors' norms.
+  """
+  from rrl_jax.models import kgl_net  # pylint: disable=g-import-not-at-top
+  mined = kgl_net.hardest_negatives(desc_a, desc_b)
+  i = jnp.arange(desc_a.shape[0])
+  d_pos = jnp.diagonal(mined['LR'])
+  d_neg = jnp.min(jnp.stack([
+      mined['L'][i, mined['index_LL']], mined['R'][mined['index_RR'], i],
+      mined['LR'][i, mined['index_LR']], mined['LR'][mined['index_RL'], i]]), 0)
+  h = lambda d: d + jnp.square(d) / 2 * alpha
+  triplet = jnp.sum(jnp.maximum(margin + h(d_pos) - h(d_neg), 0.0))
+  norm = lambda r: jnp.sqrt(jnp.sum(jnp.square(r), -1) + kgl_net.DIST_EPS)
+  return triplet + NORM_WEIGHT * jnp.sum(jnp.square(norm(raw_a) - norm(raw_b)))
+
+
+def kgl_objective(outputs: Mapping[str, jax.Array]) -> Dict[str, jax.Array]:
+  """KGL-Net's four terms, summed with weight 1 by the official training.
+
+  hynet: hynet_loss on the descriptors; metric_bce: BCE of the metric network
+  on the positives (label 1) and the mined hardest negatives (label 0), one
+  mean over both (the official make_metric_dataset; its shuffle does not
+  change the mean); consistency_a/b: MSE between the com and dif features.
+  """
+  logits = jnp.concatenate([outputs['match'], outputs['mined_match']])
+  labels = jnp.concatenate([jnp.ones_like(outputs['match']),
+                            jnp.zeros_like(outputs['mined_match'])])
+  return {
+      'hynet': hynet_loss(outputs['desc_a'], outputs['desc_b'],
+                          outputs['desc_raw_a'], outputs['desc_raw_b']),
+      'metric_bce': torch_bce_with_logits(logits, labels),
+      'consistency_a': pixel_mse(outputs['com_a'], outputs['dif_a']),
+      'consistency_b': pixel_mse(outputs['com_b'], outputs['dif_b']),
+  }
 
 
 def objective_total(model_name: str, terms: Mapping[str, jax.Array],

@@ -14,7 +14,7 @@ import ml_collections
 import optax
 
 ScalarOrSchedule = Union[float, optax.Schedule]
-OPTIMIZERS = ('keras_nadam', 'nadam', 'adam', 'sgd')
+OPTIMIZERS = ('keras_nadam', 'nadam', 'adam', 'sgd', 'adam_per_network')
 SCHEDULES = ('constant', 'cosine', 'warmup_cosine')
 
 
@@ -89,6 +89,24 @@ def keras_nadam(learning_rate: ScalarOrSchedule, beta_1: float = 0.9,
   return optax.GradientTransformation(init_fn, update_fn)
 
 
+def adam_per_network(learning_rate: ScalarOrSchedule,
+                     metric_learning_rate: ScalarOrSchedule, beta_1: float = 0.9,
+                     beta_2: float = 0.999, epsilon: float = 1e-8
+                     ) -> optax.GradientTransformation:
+  """Adam with one learning rate for params['descriptor'] and one for the rest.
+
+  KGL-Net's official optimizer: torch.optim.Adam with two parameter groups,
+  lr 5e-3 for the descriptor network and 5e-5 for the metric network.
+  """
+  def labels(params):
+    return {k: jax.tree_util.tree_map(
+        lambda _, k=k: 'descriptor' if k == 'descriptor' else 'metric', v)
+            for k, v in params.items()}
+  adam = lambda lr: optax.adam(lr, b1=beta_1, b2=beta_2, eps=epsilon)
+  return optax.multi_transform({'descriptor': adam(learning_rate),
+                                'metric': adam(metric_learning_rate)}, labels)
+
+
 def default_optimizer_config() -> ml_collections.ConfigDict:
   """Optimizer options (README "Optimizer"); paper: Keras Nadam, lr 2e-4."""
   return ml_collections.ConfigDict(dict(
@@ -103,6 +121,7 @@ def default_optimizer_config() -> ml_collections.ConfigDict:
       beta_2=0.999,
       epsilon=1e-7,
       schedule_decay=0.004,  # keras_nadam only
+      metric_learning_rate=5e-5,  # adam_per_network only (KGL-Net's metric network)
       momentum=0.9,  # sgd only
       nesterov=False,  # sgd only
   ))
@@ -140,6 +159,9 @@ def make_optimizer(cfg: ml_collections.ConfigDict,
     opt = optax.nadam(lr, b1=cfg.beta_1, b2=cfg.beta_2, eps=cfg.epsilon)
   elif name == 'adam':
     opt = optax.adam(lr, b1=cfg.beta_1, b2=cfg.beta_2, eps=cfg.epsilon)
+  elif name == 'adam_per_network':
+    opt = adam_per_network(lr, float(cfg.get('metric_learning_rate', 5e-5)),
+                           cfg.beta_1, cfg.beta_2, cfg.epsilon)
   elif name == 'sgd':
     opt = optax.sgd(lr, momentum=cfg.momentum or None, nesterov=cfg.nesterov)
   else:
