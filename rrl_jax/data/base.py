@@ -1,7 +1,9 @@
 """Shared TFDS builder base: one feature spec, options-as-config, manual files.
 
 Every dataset is a GeneratorBasedBuilder written as array_record (no TensorFlow
-needed). Examples are {'patches': uint8 (2, 64, 64), 'label': 0/1}; index 0 of
+needed). Splits are written as they are generated, in generation order, shard by
+shard (`_generate_splits`): TFDS's own writer buffers a whole split in memory and
+spills splits above 1 GB through TensorFlow; our sampler shuffles at read time. Examples are {'patches': uint8 (2, 64, 64), 'label': 0/1}; index 0 of
 axis 1 is the visible/optical patch, label 1 = matching (REFERENCE "Dataset formats").
 Builder options (sizes, seeds, keypoint limits) become a BuilderConfig whose name
 encodes every non-default option, so different options never share a directory.
@@ -20,6 +22,7 @@ import tensorflow_datasets as tfds
 from rrl_jax.data import errors
 
 PATCH = 64
+SHARD_BYTES = 256 << 20  # Shard size of the streaming writer (random access: any size works).
 HALF = PATCH // 2
 
 
@@ -118,6 +121,13 @@ class PatchPairBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         disable_shuffling=True,
     )
 
+  # --- writing -----------------------------------------------------------
+  def _generate_splits(self, dl_manager, download_config):
+    """Writes each split in generation order, shard by shard (memory flat in size)."""
+    del download_config
+    generators = self._split_generators(dl_manager)
+    return [write_split(self, name, examples) for name, examples in generators.items()]
+
   # --- manual files -------------------------------------------------------
   def manual_path(self, dl_manager=None) -> str:
     """The manual directory: the `manual_dir` argument or TFDS's default."""
@@ -159,3 +169,41 @@ def window_inside(x, y, width: int, height: int, size: int = PATCH):
   x, y, half = np.asarray(x), np.asarray(y), size // 2
   return (x >= half) & (y >= half) & (x - half + size <= width) & (
       y - half + size <= height)
+
+
+def write_split(builder: 'PatchPairBuilder', split: str, examples) -> tfds.core.SplitInfo:
+  """Streams (key, example) into array_record shards of ~SHARD_BYTES; returns its SplitInfo.
+
+  Shards are written under temporary names and renamed once their count is known
+  (inside TFDS's `incomplete.*` directory, itself renamed only when all splits are done).
+  """
+  from array_record.python import array_record_module  # pylint: disable=g-import-not-at-top
+  from tensorflow_datasets.core import example_serializer  # pylint: disable=g-import-not-at-top
+  features = builder.info.features
+  serializer = example_serializer.ExampleSerializer(features.get_serialized_info())
+  template = builder._get_filename_template(split_name=split)  # pylint: disable=protected-access
+  tmp_paths, lengths, shard_bytes, total = [], [], 0, 0
+  writer = None
+  for _, example in examples:
+    record = serializer.serialize_example(features.encode_example(example))
+    if writer is None:
+      tmp_paths.append(os.fspath(template.data_dir / f'{split}.shard{len(tmp_paths)}.tmp'))
+      writer = array_record_module.ArrayRecordWriter(tmp_paths[-1], 'group_size:1')
+      lengths.append(0)
+      shard_bytes = 0
+    writer.write(record)
+    lengths[-1] += 1
+    shard_bytes += len(record)
+    total += len(record)
+    if shard_bytes >= SHARD_BYTES:
+      writer.close()
+      writer = None
+  if writer is not None:
+    writer.close()
+  if not lengths:
+    raise errors.DataFormatError(f'{builder.name}, split {split}: no pairs to write')
+  for i, tmp in enumerate(tmp_paths):
+    os.replace(tmp, os.fspath(template.sharded_filepath(shard_index=i,
+                                                         num_shards=len(tmp_paths))))
+  return tfds.core.SplitInfo(name=split, shard_lengths=lengths, num_bytes=total,
+                             filename_template=template)
