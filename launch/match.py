@@ -56,11 +56,12 @@ def output_path(out: str, overwrite: bool = False) -> str:
 
 
 def load_pack(path: str) -> np.ndarray:
+  """The pack memory-mapped: scoring reads it batch by batch, never whole."""
   if not os.path.isfile(path):
     raise ValueError(f'{path}: no such pairs file.')
   try:
-    return np.load(path, allow_pickle=False)
-  except (ValueError, OSError) as e:
+    return np.load(path, mmap_mode='r', allow_pickle=False)
+  except (ValueError, OSError, EOFError) as e:
     raise ValueError(f'{path}: not a readable .npy array ({e}).') from e
 
 

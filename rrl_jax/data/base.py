@@ -10,10 +10,14 @@ encodes every non-default option, so different options never share a directory.
 """
 import dataclasses
 import inspect
+import json
 import numbers
 import os
 import re
-from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
+import shutil
+import socket
+import time
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from etils import epath
 import numpy as np
@@ -125,6 +129,7 @@ class PatchPairBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   def _generate_splits(self, dl_manager, download_config):
     """Writes each split in generation order, shard by shard (memory flat in size)."""
     del download_config
+    write_owner(self._get_filename_template(split_name='owner').data_dir)
     generators = self._split_generators(dl_manager)
     return [write_split(self, name, examples) for name, examples in generators.items()]
 
@@ -184,22 +189,32 @@ def write_split(builder: 'PatchPairBuilder', split: str, examples) -> tfds.core.
   template = builder._get_filename_template(split_name=split)  # pylint: disable=protected-access
   tmp_paths, lengths, shard_bytes, total = [], [], 0, 0
   writer = None
-  for _, example in examples:
-    record = serializer.serialize_example(features.encode_example(example))
-    if writer is None:
-      tmp_paths.append(os.fspath(template.data_dir / f'{split}.shard{len(tmp_paths)}.tmp'))
-      writer = array_record_module.ArrayRecordWriter(tmp_paths[-1], 'group_size:1')
-      lengths.append(0)
-      shard_bytes = 0
-    writer.write(record)
-    lengths[-1] += 1
-    shard_bytes += len(record)
-    total += len(record)
-    if shard_bytes >= SHARD_BYTES:
+  try:
+    for _, example in examples:
+      record = serializer.serialize_example(features.encode_example(example))
+      if writer is None:
+        tmp_paths.append(os.fspath(template.data_dir / f'{split}.shard{len(tmp_paths)}.tmp'))
+        writer = array_record_module.ArrayRecordWriter(tmp_paths[-1], 'group_size:1')
+        lengths.append(0)
+        shard_bytes = 0
+      writer.write(record)
+      lengths[-1] += 1
+      shard_bytes += len(record)
+      total += len(record)
+      if shard_bytes >= SHARD_BYTES:
+        writer.close()
+        writer = None
+    if writer is not None:
       writer.close()
-      writer = None
-  if writer is not None:
-    writer.close()
+  except errors.DataError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    message = str(e).strip().splitlines()[0] if str(e).strip() else ''
+    raise errors.DataError(
+        f'{builder.name}, split {split}: building failed after {sum(lengths)} pairs '
+        f'({total / 1e6:.0f} MB written) with {type(e).__name__}: {message}; check the '
+        f'input files and the free space under {builder.data_dir}, then rerun (nothing '
+        'partial is kept).') from None
   if not lengths:
     raise errors.DataFormatError(f'{builder.name}, split {split}: no pairs to write')
   for i, tmp in enumerate(tmp_paths):
@@ -207,3 +222,48 @@ def write_split(builder: 'PatchPairBuilder', split: str, examples) -> tfds.core.
                                                          num_shards=len(tmp_paths))))
   return tfds.core.SplitInfo(name=split, shard_lengths=lengths, num_bytes=total,
                              filename_template=template)
+
+
+OWNER_FILE = 'rrl_build_owner.json'
+
+
+def write_owner(build_dir) -> None:
+  """Marks a TFDS `incomplete.*` directory with its host and process (see clean_abandoned)."""
+  os.makedirs(os.fspath(build_dir), exist_ok=True)
+  with open(os.path.join(os.fspath(build_dir), OWNER_FILE), 'w') as f:
+    json.dump({'host': socket.gethostname(), 'pid': os.getpid()}, f)
+
+
+def _alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True
+  return True
+
+
+def clean_abandoned(config_dir: str, unmarked_age_s: float = 600.0) -> List[str]:
+  """Deletes `incomplete.*` build directories left by killed builds; returns them.
+
+  A directory is abandoned when its owner process (same host) is gone, or when it
+  carries no owner mark and has not changed for `unmarked_age_s` seconds.
+  """
+  removed = []
+  if not os.path.isdir(config_dir):
+    return removed
+  for name in os.listdir(config_dir):
+    path = os.path.join(config_dir, name)
+    if not name.startswith('incomplete.') or not os.path.isdir(path):
+      continue
+    try:
+      with open(os.path.join(path, OWNER_FILE)) as f:
+        owner = json.load(f)
+      abandoned = owner.get('host') == socket.gethostname() and not _alive(int(owner['pid']))
+    except (OSError, ValueError, KeyError, TypeError):
+      abandoned = time.time() - os.path.getmtime(path) > unmarked_age_s
+    if abandoned:
+      shutil.rmtree(path, ignore_errors=True)
+      removed.append(path)
+  return removed

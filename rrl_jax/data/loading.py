@@ -6,6 +6,7 @@ already-built dataset instead of rebuilding it. Reading opens the array_record
 shards for random access (sources.ArrayRecordPairs); only the labels are held in
 memory, cached beside the shards (`<version dir>/rrl_npy_cache/`).
 """
+import glob
 import hashlib
 import inspect
 import json
@@ -50,7 +51,31 @@ def get_builder(name: str, *, data_dir: Optional[str] = None, manual_dir: Option
   if unknown:
     raise errors.OptionError(f'{name}: unknown builder option(s) {unknown}; options: '
                              f'{sorted(allowed - {"config", "version", "file_format"})}')
-  return cls(data_dir=data_dir, manual_dir=manual_dir, **builder_kwargs)
+  try:
+    return cls(data_dir=data_dir, manual_dir=manual_dir, **builder_kwargs)
+  except (errors.DataError, TypeError):
+    raise
+  except Exception as e:  # pylint: disable=broad-except  # e.g. a damaged dataset_info.json
+    damaged = _unreadable_infos(data_dir, cls.name) or ['its version directory']
+    raise errors.DataFormatError(
+        f'{name}: cannot open the existing build ({type(e).__name__}: '
+        f'{str(e).strip().splitlines()[0] if str(e).strip() else ""}); delete '
+        f'{os.path.dirname(damaged[0]) if damaged[0].endswith(".json") else damaged[0]} '
+        'and rerun to rebuild it.') from None
+
+
+def _unreadable_infos(data_dir: Optional[str], builder_name: str) -> List[str]:
+  """dataset_info.json files under data_dir/builder_name that are not valid JSON."""
+  root = os.path.join(os.path.expanduser(data_dir or tfds.core.constants.DATA_DIR),
+                      builder_name)
+  bad = []
+  for path in sorted(glob.glob(os.path.join(root, '*', '*', 'dataset_info.json'))):
+    try:
+      with open(path) as f:
+        json.load(f)
+    except (OSError, ValueError):
+      bad.append(path)
+  return bad
 
 
 def _source(builder: base.PatchPairBuilder) -> Optional[Dict[str, str]]:
@@ -92,8 +117,19 @@ def prepare(builder: base.PatchPairBuilder) -> base.PatchPairBuilder:
     logging.info('reusing built dataset %s', builder.data_dir)
     _check_source(builder)
     return builder
-  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-      download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS))
+  config_dir = os.path.dirname(os.fspath(builder.data_dir).rstrip(os.sep))
+  for path in base.clean_abandoned(config_dir):
+    logging.warning('%s: deleted %s, left by a build that was killed.', builder.name, path)
+  try:
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS))
+  except errors.DataError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except  # one line, not TFDS's traceback
+    message = str(e).strip().splitlines()[0] if str(e).strip() else ''
+    raise errors.DataError(
+        f'{builder.name}: building {builder.data_dir} failed with {type(e).__name__}: '
+        f'{message}; check the input and the free space there, then rerun.') from None
   record = {'source': _source(builder), 'options': dict(builder.options)}
   try:
     path = os.path.join(os.fspath(builder.data_dir), SOURCE_FILE)
