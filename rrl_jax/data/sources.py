@@ -73,9 +73,14 @@ class ArrayPairs(PairSource):
   def __init__(self, array: np.ndarray):
     super().__init__(len(array))
     self._array = array
+    self.dtype = np.dtype(array.dtype)
+
+  @property
+  def shape(self):
+    return tuple(self._array.shape)
 
   def _rows(self, indices):
-    return np.asarray(self._array[indices], np.uint8)
+    return np.asarray(self._array[indices])
 
 
 class Subset(PairSource):
@@ -84,6 +89,11 @@ class Subset(PairSource):
   def __init__(self, base: PairSource, indices: np.ndarray):
     super().__init__(len(indices))
     self._base, self._map = base, np.asarray(indices, np.int64)
+    self.dtype = base.dtype
+
+  @property
+  def shape(self):
+    return (len(self),) + tuple(self._base.shape[1:])
 
   def _rows(self, indices):
     return self._base._rows(self._map[indices])  # pylint: disable=protected-access
