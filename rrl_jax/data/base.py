@@ -11,6 +11,7 @@ encodes every non-default option, so different options never share a directory.
 import dataclasses
 import inspect
 import json
+import mmap
 import numbers
 import os
 import re
@@ -26,6 +27,7 @@ import tensorflow_datasets as tfds
 from rrl_jax.data import errors
 
 PATCH = 64
+_RELEASE_EVERY = 8192  # pairs between releases of a memory-mapped pack's pages
 SHARD_BYTES = 256 << 20  # Shard size of the streaming writer (random access: any size works).
 HALF = PATCH // 2
 
@@ -157,10 +159,17 @@ class PatchPairBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
 
 def examples_from_arrays(patches: np.ndarray, labels: np.ndarray, prefix: str = ''):
-  """Yields (key, example) from in-memory or memory-mapped arrays."""
+  """Yields (key, example) from in-memory or memory-mapped arrays.
+
+  A memory map's pages are released as they are passed (the file stays the
+  source), so copying a pack of any size keeps memory flat.
+  """
+  pages = getattr(patches, '_mmap', None)
   for i in range(len(labels)):
     yield f'{prefix}{i:08d}', {'patches': np.ascontiguousarray(patches[i]),
                                'label': int(labels[i])}
+    if pages is not None and i % _RELEASE_EVERY == _RELEASE_EVERY - 1:
+      pages.madvise(mmap.MADV_DONTNEED)
 
 
 def crop(image: np.ndarray, x: int, y: int, size: int = PATCH) -> np.ndarray:
