@@ -69,8 +69,8 @@ class BatchIterator:
     """Restores a position from get_state(); refuses a state from another stream."""
     for key in ('seed', 'mode', 'num_examples', 'global_batch_size'):
       if key in state and state[key] != self.get_state()[key]:
-        raise ValueError(f'state {key}={state[key]!r} does not match this iterator '
-                         f'({self.get_state()[key]!r})')
+        raise ValueError(f'its {key} is {state[key]!r}, this run\'s is '
+                         f'{self.get_state()[key]!r}')
     self._stop_stream()
     self._epoch, self._step = int(state['epoch']), int(state['step'])
 
