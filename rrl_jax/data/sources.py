@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from tensorflow_datasets.proto import tf_example_pb2
+
 from rrl_jax.data import errors
 
 PATCH = 64
@@ -129,23 +131,36 @@ class ArrayRecordPairs(PairSource):
         f'{self._name}, split {self.split}: the build at {self.where} is damaged ({why}); '
         f'delete {self.where} and rerun to rebuild it.')
 
-  def _rows(self, indices):
-    unique, inverse = np.unique(indices, return_inverse=True)
-    out = np.empty((len(unique), 2, PATCH, PATCH), np.uint8)
+  def _records(self, rows) -> list:
+    """Raw serialized examples of `rows` (array_record reads, no decoding)."""
     try:
-      for i, example in enumerate(self._source.__getitems__(unique.tolist())):
-        out[i] = example['patches']
+      return self._source.data_source.__getitems__(rows)
     except Exception as e:  # pylint: disable=broad-except
       raise self.damaged(e) from None
+
+  def _features(self, record: bytes):
+    try:
+      return tf_example_pb2.Example.FromString(record).features.feature
+    except Exception as e:  # pylint: disable=broad-except
+      raise self.damaged(e) from None
+
+  def _rows(self, indices):
+    """Decodes the 'patches' bytes of each example directly (base.py writes them raw)."""
+    unique, inverse = np.unique(indices, return_inverse=True)
+    out = np.empty((len(unique), 2, PATCH, PATCH), np.uint8)
+    for i, record in enumerate(self._records(unique.tolist())):
+      blob = self._features(record)['patches'].bytes_list.value
+      if len(blob) != 1 or len(blob[0]) != out[i].nbytes:
+        raise self.damaged(f'row {unique[i]} holds no 2x64x64 uint8 patches')
+      out[i] = np.frombuffer(blob[0], np.uint8).reshape(2, PATCH, PATCH)
     return out[inverse.reshape(-1)]
 
   def labels(self, chunk: int = 8192) -> np.ndarray:
-    """All labels int32 (N,), read chunk by chunk (patches are decoded and dropped)."""
+    """All labels int32 (N,), read chunk by chunk."""
     labels = np.empty((len(self),), np.int32)
-    try:
-      for start in range(0, len(self), chunk):
-        rows = list(range(start, min(len(self), start + chunk)))
-        labels[start:start + len(rows)] = [ex['label'] for ex in self._source.__getitems__(rows)]
-    except Exception as e:  # pylint: disable=broad-except
-      raise self.damaged(e) from None
+    for start in range(0, len(self), chunk):
+      records = self._records(list(range(start, min(len(self), start + chunk))))
+      for i, record in enumerate(records, start):
+        value = self._features(record)['label'].int64_list.value
+        labels[i] = value[0] if len(value) == 1 else -1  # -1: refused by the caller
     return labels
