@@ -205,9 +205,12 @@ def split_labels(builder: base.PatchPairBuilder, split: str,
     with open(tmp, 'wb') as f:
       np.save(f, labels)
     os.replace(tmp, stem + '.labels.npy')
-    with open(stem + '.json.tmp', 'w') as f:  # the key last: it vouches for the labels
+    with open(f'{stem}.json.tmp{os.getpid()}', 'w') as f:  # the key last: it vouches for the labels
       json.dump({'key': key, 'sha256': _digest(labels)}, f)
-    os.replace(stem + '.json.tmp', stem + '.json')
+    os.replace(f'{stem}.json.tmp{os.getpid()}', stem + '.json')
+    if os.path.exists(stem + '.patches.npy'):  # an older version's whole-split copy
+      os.remove(stem + '.patches.npy')
+      logging.info('deleted %s.patches.npy (splits are read from the shards now)', stem)
   except OSError as e:  # a read-only data_dir still loads, just without the cache
     logging.warning('could not write the label cache in %s: %s', os.path.dirname(stem), e)
   return labels
