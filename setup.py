@@ -17,6 +17,7 @@ setup(
         'numpy>=1.26',
         'tensorflow-datasets>=4.9.7',
         'array_record>=0.5',
+        'grain>=0.2.18',
         'absl-py>=2.0',
         'ml-collections>=1.0',
         'h5py>=3.10',

@@ -210,7 +210,7 @@ def run(checkpoint_dir: str, out: str, dataset: Optional[str] = None,
     kwargs = dict(data_kwargs, data_dir=data_dir, manual_dir=manual_dir)
     splits = list(splits or (cfg_data.get('test_splits') if cfg_data else None)
                   or default_splits(dataset, **kwargs))
-    split_data = {s: data.load_split(dataset, s, **kwargs) for s in splits}
+    split_data = {s: data.open_split(dataset, s, **kwargs) for s in splits}  # read by rows
   logging.info('scoring %s', {k: len(v[1]) for k, v in split_data.items()})
   results = evaluation.evaluate_splits(model, variables, split_data, batch_size,
                                        dataset=dataset, return_scores=True,
@@ -250,7 +250,7 @@ def recalibrate_from_flags(config, checkpoint_dir: str) -> str:
   kwargs = dict(cfg_data.get('builder_kwargs', {}) if cfg_data else {})
   kwargs.update(data_dir=FLAGS.data_dir or (cfg_data.get('data_dir') if cfg_data else None) or None,
                 manual_dir=FLAGS.manual_dir or (cfg_data.get('manual_dir') if cfg_data else None) or None)
-  split = data.load_split(dataset, FLAGS.recalibrate_split, **kwargs)
+  split = data.open_split(dataset, FLAGS.recalibrate_split, **kwargs)
   aug = None
   if FLAGS.recalibrate_augment:
     aug = config.augment if config is not None else default_augment_config()

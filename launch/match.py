@@ -58,14 +58,16 @@ def output_path(out: str, overwrite: bool = False) -> str:
 
 
 def load_pack(path: str) -> np.ndarray:
+  """The pack memory-mapped: scoring reads it batch by batch, never whole."""
   if not os.path.isfile(path):
     raise ValueError(f'{path}: no such pairs file.')
   if os.path.getsize(path) == 0:
     raise ValueError(f'{path}: empty file (0 bytes); expected a .npy pairs pack.')
   try:
-    return np.load(path, allow_pickle=False)  # Never unpickle a user's file.
+    # Memory-mapped: scoring reads it batch by batch. Never unpickle a user's file.
+    return np.load(path, mmap_mode='r', allow_pickle=False)
   except ValueError as e:
-    if 'allow_pickle' in str(e):
+    if 'allow_pickle' in str(e) or 'Python objects' in str(e):
       raise ValueError(f'{path}: holds pickled Python objects (an object array); '
                        'rrl_jax never unpickles input files: save a numeric uint8 '
                        'array (N, 2, 64, 64).') from None

@@ -26,13 +26,16 @@ pytestmark = pytest.mark.heavy(seconds=250)
 SCRIPT = r'''
 import sys
 import jax
+import numpy as np
 from rrl_jax import distributed
 pid, nproc, port, workdir, out = sys.argv[1:6]
 if int(nproc) > 1:
   distributed.initialize(f'127.0.0.1:{port}', int(nproc), int(pid), cpu_collectives='gloo')
 from rrl_jax.training import train
-from tests.test_data_parallel import save_variables, sgd_config
+from tests.test_data_parallel import record_training_reads, save_variables, sgd_config
+reads = record_training_reads(sgd_config())
 save_variables(train.train_and_evaluate(sgd_config(), workdir, return_variables=True), out)
+np.save(out + '.reads.npy', np.array(reads))
 print('DONE', jax.process_index(), jax.process_count(), jax.device_count())
 '''
 
@@ -44,6 +47,45 @@ def sgd_config():
   c.optimizer.momentum = 0.0
   assert c.augment.enabled
   return c
+
+
+def record_training_reads(config):
+  """Makes the training stream record every row it reads from its source; returns the list."""
+  from rrl_jax.data import pipeline, sources  # pylint: disable=g-import-not-at-top
+  reads = []
+
+  class Recording(sources.PairSource):
+    def __init__(self, base):
+      super().__init__(len(base))
+      self._base, self.dtype = base, base.dtype
+
+    @property
+    def shape(self):
+      return self._base.shape
+
+    def _rows(self, indices):
+      reads.append(sorted(indices.tolist()))
+      return self._base[indices]
+
+  init = pipeline.BatchIterator.__init__
+
+  def recording_init(self, patches, labels, **kwargs):
+    if kwargs.get('seed') == config.seed and kwargs.get('mode') == config.data_mode:
+      patches = Recording(sources.as_source(patches))  # the training stream only
+    init(self, patches, labels, **kwargs)
+  pipeline.BatchIterator.__init__ = recording_init
+  return reads
+
+
+def own_rows(config, process, steps):
+  """Sorted rows of each of the first `steps` global batches that process `process` of 2 owns."""
+  from rrl_jax.data import pipeline, splits  # pylint: disable=g-import-not-at-top
+  train = splits.load_data(config)['train']
+  it = pipeline.BatchIterator(*train, global_batch_size=config.batch_size, seed=config.seed,
+                              mode=config.data_mode)
+  half = config.batch_size // 2
+  return [sorted(it.global_indices(*divmod(k, it.steps_per_epoch))[
+      process * half:(process + 1) * half].tolist()) for k in range(steps)]
 
 
 def save_variables(summary, path):
@@ -127,6 +169,15 @@ def test_two_processes_equal_one(one_device, tmp_path):
     assert p.returncode == 0, errs
     stdout = out.read_text()
     assert 'DONE' in stdout and ' 2 2' in stdout, stdout
+  # Each process read only its own half of every global batch (grain reads a few
+  # batches ahead of the last step: those are its own rows of later batches too).
+  config = sgd_config()
+  for i in range(2):
+    reads = np.load(tmp_path / f'p{i}.npz.reads.npy').tolist()
+    expected = own_rows(config, i, config.num_train_steps + 8)
+    assert all(r in expected for r in reads), (i, reads, expected)
+    assert all(r in reads for r in expected[:config.num_train_steps])
+    assert len(reads[0]) == config.batch_size // 2
   p0, p1 = _load(tmp_path / 'p0.npz'), _load(tmp_path / 'p1.npz')
   assert max_abs_diff(p0, p1) == 0.0
   # Equal to the one-device run up to the order of cross-process sums.

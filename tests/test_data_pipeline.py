@@ -113,3 +113,59 @@ def test_non_positive_batch_is_refused():
   for b in (0, -3):
     with pytest.raises(ValueError, match='positive'):
       BatchIterator(patches, labels, global_batch_size=b, seed=0)
+
+
+def test_draws_are_todays_official_and_epoch_draws():
+  """The stream reproduces the seeded draws runs were trained with (trajectories unchanged)."""
+  patches, labels = _data()
+  for mode in ('official', 'epoch'):
+    it = BatchIterator(patches, labels, global_batch_size=16, seed=7, mode=mode)
+    got = [_ids(b) for b in _take(it, 14)]  # 12 steps per epoch: crosses into epoch 1
+    it.close()
+    for k, ids in enumerate(got):
+      epoch, step = divmod(k, 12)
+      if mode == 'official':
+        want = np.random.default_rng([7, epoch, step]).choice(200, size=16, replace=False)
+      else:
+        want = np.random.default_rng([7, epoch]).permutation(200)[step * 16:(step + 1) * 16]
+      np.testing.assert_array_equal(ids, want)
+
+
+def test_state_saved_before_grain_resumes_and_a_mismatch_is_one_line():
+  patches, labels = _data()
+  reference = _take(BatchIterator(patches, labels, global_batch_size=16, seed=2), 20)
+  # BatchIterator.get_state() as checkpoints stored it before the grain stream.
+  saved = {'epoch': 1, 'step': 3, 'seed': 2, 'mode': 'official', 'num_examples': 200,
+           'global_batch_size': 16}
+  it = BatchIterator(patches, labels, global_batch_size=16, seed=2)
+  it.set_state(saved)
+  np.testing.assert_array_equal(_ids(next(it)), _ids(reference[15]))
+  it.close()
+  with pytest.raises(ValueError) as e:
+    BatchIterator(patches[:150], labels[:150], global_batch_size=16, seed=2).set_state(saved)
+  assert str(e.value) == "its num_examples is 200, this run's is 150"
+
+
+def test_each_process_reads_only_its_rows():
+  from rrl_jax.data import sources  # pylint: disable=g-import-not-at-top
+  patches, labels = _data()
+  reads = {0: [], 1: []}
+
+  class Counting(sources.ArrayPairs):
+    def __init__(self, array, log):
+      super().__init__(array)
+      self.log = log
+
+    def _rows(self, indices):
+      self.log.append(sorted(indices.tolist()))
+      return super()._rows(indices)
+
+  whole = BatchIterator(patches, labels, global_batch_size=16, seed=4)
+  for p in (0, 1):
+    it = BatchIterator(Counting(patches, reads[p]), labels, global_batch_size=16, seed=4,
+                       process_index=p, process_count=2, prefetch=0)
+    _take(it, 5)
+  for k in range(5):
+    batch = whole.global_indices(0, k)
+    assert reads[0][k] == sorted(batch[:8].tolist())
+    assert reads[1][k] == sorted(batch[8:].tolist())

@@ -140,3 +140,14 @@ def test_nan_keypoint_is_named(tiny_ckpt, tmp_path):
   with pytest.raises(ValueError, match=r'kp.csv:3: keypoint 2 has non-finite coordinates'):
     match.run(tiny_ckpt, str(tmp_path / 's.npy'), image_a=str(tmp_path / 'a.png'),
               image_b=str(tmp_path / 'a.png'), keypoints=str(tmp_path / 'kp.csv'))
+
+
+def test_pairs_pack_is_memory_mapped_and_an_empty_file_is_one_line(tmp_path):
+  path = tmp_path / 'pairs.npy'
+  np.save(path, np.zeros((3, 2, 64, 64), np.uint8))
+  assert isinstance(match.load_pack(str(path)), np.memmap)  # scored batch by batch
+  empty = tmp_path / 'empty.npy'
+  empty.write_bytes(b'')
+  with pytest.raises(ValueError) as e:
+    match.load_pack(str(empty))
+  assert str(e.value).startswith(f'{empty}: not a readable .npy array') and '\n' not in str(e.value)

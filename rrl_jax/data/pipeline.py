@@ -1,4 +1,4 @@
-"""In-memory batch iterator: seeded, shardable, exactly resumable (README, "Datasets").
+"""The training batch stream: seeded, shardable, exactly resumable (README, "Datasets").
 
 Every global batch is a pure function of (seed, epoch, step), so the iterator's
 position is just the next (epoch, step) and a resumed run sees exactly the
@@ -7,28 +7,30 @@ batches it would have seen. Modes:
   at random, independently of other batches (the official gen4 draws, REFERENCE
   "Training objective": "an epoch is N/64 random batches");
 - 'epoch': a seeded permutation per epoch, cut into N // B batches (remainder dropped).
-Process p of P receives rows [p*B/P, (p+1)*B/P) of each global batch. Host work
-is one gather of uint8 rows; augmentation and /255 run on the device.
+Process p of P reads only rows [p*B/P, (p+1)*B/P) of each global batch from its
+source (sources.PairSource: a split on disk, or an array in memory; one code
+path). Batches are read ahead by grain worker threads (`prefetch` of them);
+host work is one gather of uint8 rows; augmentation and /255 run on the device.
 """
-import queue
-import threading
 from typing import Any, Dict, Iterator
 
 import numpy as np
 
+from rrl_jax.data import sources
+
 MODES = ('official', 'epoch')
-_FAILED = object()  # Queue marker: the producer raised; the item is the error.
+_ENDLESS = 2**62  # grain stream length: past any run's last step
 
 
 class BatchIterator:
   """Yields {'xa', 'xb': uint8 (local_B, 64, 64, 1), 'label': int32 (local_B,)}."""
 
-  def __init__(self, patches: np.ndarray, labels: np.ndarray, *, global_batch_size: int,
+  def __init__(self, patches: Any, labels: np.ndarray, *, global_batch_size: int,
                seed: int, mode: str = 'official', process_index: int = 0,
                process_count: int = 1, prefetch: int = 2):
     if mode not in MODES:
       raise ValueError(f'mode must be one of {MODES}, found {mode!r}')
-    if patches.ndim != 4 or patches.shape[1] != 2 or len(patches) != len(labels):
+    if np.ndim(patches) != 4 or np.shape(patches)[1] != 2 or len(patches) != len(labels):
       raise ValueError(f'expected patches (N, 2, H, W) and labels (N,), found '
                        f'{patches.shape} and {np.shape(labels)}')
     if not isinstance(global_batch_size, (int, np.integer)) or global_batch_size < 1:
@@ -41,7 +43,7 @@ class BatchIterator:
       raise ValueError(f'process_index {process_index} not in [0, {process_count})')
     if len(labels) < global_batch_size:
       raise ValueError(f'{len(labels)} examples cannot fill one batch of {global_batch_size}')
-    self._patches = patches
+    self._patches = sources.as_source(patches)
     self._labels = np.asarray(labels, np.int32)
     self.global_batch_size = global_batch_size
     self.local_batch_size = global_batch_size // process_count
@@ -51,7 +53,7 @@ class BatchIterator:
     self._prefetch = prefetch
     self._epoch = self._step = 0
     self._permutation = (None, None)  # (epoch, permutation) for 'epoch' mode
-    self._thread = None
+    self._stream = None  # grain iterator of (position, batch), started by __next__
 
   @property
   def steps_per_epoch(self) -> int:
@@ -67,9 +69,9 @@ class BatchIterator:
     """Restores a position from get_state(); refuses a state from another stream."""
     for key in ('seed', 'mode', 'num_examples', 'global_batch_size'):
       if key in state and state[key] != self.get_state()[key]:
-        raise ValueError(f'state {key}={state[key]!r} does not match this iterator '
-                         f'({self.get_state()[key]!r})')
-    self._stop_prefetch()
+        raise ValueError(f'its {key} is {state[key]!r}, this run\'s is '
+                         f'{self.get_state()[key]!r}')
+    self._stop_stream()
     self._epoch, self._step = int(state['epoch']), int(state['step'])
 
   # --- batches -------------------------------------------------------------
@@ -102,65 +104,42 @@ class BatchIterator:
     if self._prefetch <= 0:
       out = self.batch(self._epoch, self._step)
     else:
-      if self._thread is None:
-        self._start_prefetch()
-      position, out = self._get()
+      if self._stream is None:
+        self._stream = self._start_stream()
+      position, out = next(self._stream)
       assert position == (self._epoch, self._step), (position, self._epoch, self._step)
     self._epoch, self._step = self._advance(self._epoch, self._step)
     return out
 
-  # --- background prefetch -------------------------------------------------
-  def _start_prefetch(self):
-    self._queue = queue.Queue(maxsize=self._prefetch)
-    self._stop = threading.Event()
-    stop, q, start = self._stop, self._queue, (self._epoch, self._step)
+  # --- background reading (grain) -----------------------------------------
+  def _positioned_batch(self, flat_step: int):
+    position = divmod(int(flat_step), self.steps_per_epoch)
+    return position, self.batch(*position)
 
-    def put(item):
-      while not stop.is_set():
-        try:
-          q.put(item, timeout=0.1)
-          return
-        except queue.Full:
-          continue
+  def _start_stream(self):
+    """A grain stream of (position, batch) from the current position on.
 
-    def produce():
-      epoch, step = start
-      try:
-        while not stop.is_set():
-          put(((epoch, step), self.batch(epoch, step)))
-          epoch, step = self._advance(epoch, step)
-      except BaseException as e:  # pylint: disable=broad-except
-        put((_FAILED, e))  # Re-raised by __next__ in the consuming thread.
+    Batch k (counted over epochs) is read by grain's worker threads ahead of the
+    step; the order, and so the trajectory, does not depend on the threads.
+    """
+    import grain  # pylint: disable=g-import-not-at-top
+    first = self._epoch * self.steps_per_epoch + self._step
+    steps = grain.MapDataset.range(first, _ENDLESS).map(self._positioned_batch)
+    return iter(steps.to_iter_dataset(grain.ReadOptions(
+        num_threads=self._prefetch, prefetch_buffer_size=self._prefetch)))
 
-    self._thread = threading.Thread(target=produce, daemon=True, name='BatchIterator')
-    self._thread.start()
-
-  def _get(self):
-    """The next prefetched item; re-raises the producer thread's exception."""
-    while True:
-      try:
-        position, out = self._queue.get(timeout=1.0)
-      except queue.Empty:
-        if not self._thread.is_alive():  # Died without a word: never hang.
-          raise RuntimeError('BatchIterator: the prefetch thread stopped.') from None
-        continue
-      if position is _FAILED:
-        self._thread.join()
-        self._thread = None
-        raise out
-      return position, out
-
-  def _stop_prefetch(self):
-    if self._thread is not None:
-      self._stop.set()
-      self._thread.join()
-      self._thread = None
+  def _stop_stream(self):
+    if self._stream is not None:
+      close = getattr(self._stream, 'close', None)
+      if close is not None:
+        close()
+      self._stream = None
 
   def close(self):
-    self._stop_prefetch()
+    self._stop_stream()
 
   def __del__(self):
     try:
-      self._stop_prefetch()
+      self._stop_stream()
     except Exception:  # pylint: disable=broad-except
       pass

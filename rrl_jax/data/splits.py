@@ -8,7 +8,8 @@ from typing import Any, Dict
 
 import numpy as np
 
-from rrl_jax.data.loading import load_split
+from rrl_jax.data import sources
+from rrl_jax.data.loading import open_split
 from rrl_jax.data.toy import TOY_DATASET, TOY_SEEDS, toy_split
 from rrl_jax.errors import ConfigError
 
@@ -17,14 +18,15 @@ TEST_SAMPLE_SEED = 0  # dataset.test_max_pairs: one sample for every seed and mo
 
 
 def load_data(config) -> Dict[str, Any]:
-  """Returns {'train': (p, l), 'select': {name: (p, l)}, 'test': {...}}."""
+  """Returns {'train': (patches, labels), 'select': {name: (p, l)}, 'test': {...}}."""
   ds = config.dataset
   kw = dict(ds.builder_kwargs.to_dict()) if ds.get('builder_kwargs') else {}
 
   def load(split):
     if ds.name == TOY_DATASET:
-      return toy_split(int(kw.get('num_pairs', 64)), TOY_SEEDS.get(split, 2))
-    return load_split(ds.name, split, data_dir=ds.data_dir or None,
+      patches, labels = toy_split(int(kw.get('num_pairs', 64)), TOY_SEEDS.get(split, 2))
+      return sources.ArrayPairs(patches), labels
+    return open_split(ds.name, split, data_dir=ds.data_dir or None,
                       manual_dir=ds.manual_dir or None, **kw)
 
   train = load(ds.train_split)
@@ -54,7 +56,7 @@ def positives_only(train, split: str):
 
 
 def carve_validation(train, ds, seed: int):
-  """Splits (patches, labels) into (train, {'val': held out}) by a seeded permutation."""
+  """Splits (patches, labels) into views (train, {'val': held out}) by a seeded permutation."""
   n = len(train[1])
   n_val = int(round(ds.val_fraction * n))
   if ds.val_max_pairs > 0:
@@ -64,13 +66,15 @@ def carve_validation(train, ds, seed: int):
                       f'of {n} training pairs; need 0 < n_val < {n}.')
   perm = np.random.default_rng(seed + VAL_SPLIT_SEED_OFFSET).permutation(n)
   val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
-  return (train[0][train_idx], train[1][train_idx]), {'val': (train[0][val_idx], train[1][val_idx])}
+  patches, labels = sources.as_source(train[0]), np.asarray(train[1])
+  return ((patches.take(train_idx), labels[train_idx]),
+          {'val': (patches.take(val_idx), labels[val_idx])})
 
 
 def sample_pairs(patches, labels, max_pairs: int, seed: int = TEST_SAMPLE_SEED):
-  """A fixed seeded sample of `max_pairs` pairs in their original order (0: all)."""
+  """A fixed seeded sample of `max_pairs` pairs in their original order (0: all), as a view."""
   n = len(labels)
   if not max_pairs or max_pairs >= n:
     return patches, labels
   idx = np.sort(np.random.default_rng(seed).choice(n, max_pairs, replace=False))
-  return patches[idx], labels[idx]
+  return sources.as_source(patches).take(idx), np.asarray(labels)[idx]

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rrl_jax import pruning
+from rrl_jax.data import sources
 from rrl_jax.evaluation import metrics
 from rrl_jax.models import RRLNet
 from rrl_jax.sharding import DATA_AXIS, batch_sharding, data_mesh, replicated
@@ -29,15 +30,20 @@ VIS_NIR_TEST = ('field', 'forest', 'indoor', 'mountain', 'oldbuilding',
 U8_TO_UNIT = (np.arange(256) / 255.0).astype(np.float32)
 
 
+_CHECK_CHUNK = 4096  # pairs per chunk when checking float values
+
+
 def check_pairs(pairs: Any, patch_size: Optional[int] = 64,
-                name: str = 'pairs') -> np.ndarray:
-  """(N, 2, P, P) uint8 or float32 in [0, 1], after one clear ValueError per bad input.
+                name: str = 'pairs') -> Any:
+  """(N, 2, P, P) uint8 or float in [0, 1], after one clear ValueError per bad input.
 
   Accepts a trailing channel axis of size 1; `patch_size=None` accepts any size.
+  Pair sources (rrl_jax.data.sources) and memory-mapped arrays are checked
+  without being read whole: float values chunk by chunk, and returned as they are
+  (batches are cast on the device).
   """
-  if not hasattr(pairs, 'shape'):
-    pairs = np.asarray(pairs)
-  pairs = np.asarray(pairs)
+  if not isinstance(pairs, sources.PairSource):
+    pairs = np.asarray(pairs)  # no copy for arrays and memory maps
   if pairs.ndim == 5:
     if pairs.shape[-1] != 1:
       raise ValueError(f'{name}: patches must be single-channel (grey); got '
@@ -50,7 +56,7 @@ def check_pairs(pairs: Any, patch_size: Optional[int] = 64,
                      f'{pairs.shape}.')
   if pairs.shape[0] == 0:
     raise ValueError(f'{name}: no pairs (N = 0).')
-  if patch_size and pairs.shape[2:] != (patch_size, patch_size):
+  if patch_size and tuple(pairs.shape[2:]) != (patch_size, patch_size):
     raise ValueError(f'{name}: patches are {pairs.shape[2]}x{pairs.shape[3]}, the '
                      f'model takes {patch_size}x{patch_size} (resize them first, e.g. '
                      'with --resize).')
@@ -60,17 +66,31 @@ def check_pairs(pairs: Any, patch_size: Optional[int] = 64,
     raise ValueError(f'{name}: patches have dtype {pairs.dtype}; accepted: uint8 '
                      '(0-255) or float in [0, 1] (e.g. .astype(np.uint8) for 0-255 '
                      'integers).')
-  pairs = pairs.astype(np.float32)
-  finite = np.isfinite(pairs)
-  if not finite.all():
-    raise ValueError(f'{name}: {int(np.sum(~finite))} values are not finite '
-                     '(NaN or inf).')
-  lo, hi = float(pairs.min()), float(pairs.max())
+  _check_float_values(pairs, name)
+  return pairs
+
+
+def _check_float_values(pairs: np.ndarray, name: str) -> None:
+  """Float pairs: finite, in [0, 1], and not every patch constant (checked by chunks)."""
+  not_finite, lo, hi, varied = 0, np.inf, -np.inf, False
+  for start in range(0, len(pairs), _CHECK_CHUNK):
+    chunk = np.asarray(pairs[start:start + _CHECK_CHUNK], np.float32)
+    finite = np.isfinite(chunk)
+    not_finite += int(np.sum(~finite))
+    if finite.any():
+      lo, hi = min(lo, float(chunk[finite].min())), max(hi, float(chunk[finite].max()))
+    flat = chunk.reshape(len(chunk), 2, -1)
+    varied = varied or bool((flat.max(-1) > flat.min(-1)).any())
+  if not_finite:
+    raise ValueError(f'{name}: {not_finite} values are not finite (NaN or inf).')
   if lo < -1e-6 or hi > 1 + 1e-6:
     raise ValueError(f'{name}: {pairs.dtype} patches must lie in [0, 1], got values '
                      f'in [{lo:g}, {hi:g}]; accepted: uint8 (0-255) or float in [0, 1] '
                      '(divide by 255).')
-  return pairs
+  if not varied:
+    raise ValueError(f'{name}: every patch is constant (all {len(pairs)} pairs hold one '
+                     f'value per patch, e.g. {lo:g}): nothing to match; check how the '
+                     'pack was converted to float.')
 
 
 @functools.lru_cache(maxsize=32)
@@ -133,7 +153,9 @@ def score_in_batches(score_batch: Callable[[np.ndarray], jax.Array], pairs: Any,
     bar = tqdm.tqdm(total=len(pairs), desc=progress, unit='pair',
                     dynamic_ncols=True)
   for start in range(0, len(pairs), batch_size):
-    batch = pairs[start:start + batch_size]
+    batch = np.asarray(pairs[start:start + batch_size])  # reads only these rows
+    if batch.dtype != np.uint8:
+      batch = batch.astype(np.float32, copy=False)
     valid = len(batch)
     if valid < batch_size:
       pad = np.zeros((batch_size - valid,) + batch.shape[1:], batch.dtype)

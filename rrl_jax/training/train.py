@@ -177,7 +177,12 @@ def _train_and_evaluate(config, workdir, restart_from_scratch, return_variables)
   start = 0
   if train_meta is not None:
     start = int(train_meta['step'])
-    it.set_state(train_meta['data'])
+    try:
+      it.set_state(train_meta['data'])
+    except (ValueError, KeyError, TypeError) as e:
+      raise ConfigError(f'{ckpt_dir}: cannot resume the data stream saved at step '
+                        f'{start}: {e}; run on the data it was trained with, or pass '
+                        '--restart_from_scratch.') from None
     best = dict(train_meta.get('best', best))
     logging.info('Resumed from %s/%d.', ckpt_dir, start)
     if is_main:
