@@ -5,6 +5,7 @@ import os
 import pytest
 
 from launch import compare
+from rrl_jax.evaluation import comparison
 from train_helpers import CACHE, REPO, run_python
 
 pytestmark = pytest.mark.heavy(seconds=90)
@@ -66,7 +67,7 @@ def test_table_shows_published_numbers_only_for_the_official_benchmarks(tmp_path
   assert 'published mean' in text and '| rrl_net | 1,000 | 500 |' in text
   assert text.count('\n| rrl_net') == 2 and '0.76' in text
   assert '| RRL-Net, published | - | - | 2.16 | 0.04 |' in text  # per category
-  compare.write_chart(table, str(tmp_path / 'c.png'))
+  comparison.write_chart(table, str(tmp_path / 'c.png'))
   assert (tmp_path / 'c.png').read_bytes()[:4] == b'\x89PNG'
 
   s = scenes.get_config()
