@@ -335,11 +335,12 @@ def _check_seeds(seeds: Optional[List[int]]) -> bool:
   if seeds is None:
     return True
   if not seeds:
-    raise flags.ValidationError('--seeds is empty; give seeds like 0,1,2 or omit it.')
+    raise flags.ValidationError('no seed; give seeds like 0,1,2 or omit --seeds.')
   if len(set(seeds)) != len(seeds):
-    raise flags.ValidationError(f'--seeds repeats a seed: {",".join(map(str, seeds))}.')
+    twice = sorted({s for s in seeds if seeds.count(s) > 1})
+    raise flags.ValidationError(f'seed {twice[0]} is given twice; each seed trains once.')
   if min(seeds) < 0:
-    raise flags.ValidationError(f'--seeds must be non-negative: {min(seeds)}.')
+    raise flags.ValidationError(f'seed {min(seeds)} is negative; seeds are 0, 1, ...')
   return True
 
 
