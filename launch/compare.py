@@ -231,7 +231,7 @@ def write_markdown(table: Dict[str, Any], path: str) -> None:
            else f'{b["num_epochs"]} epochs')
   seeds = (f'seed {b["seed"]}' if not b.get('seeds') else
            f'seeds {", ".join(map(str, b["seeds"]))} (one run per seed; cells: '
-           'mean ± sample std over the seeds, (n) seeds)')
+           'mean ± sample standard deviation over the seeds, (n) seeds)')
   lines = [
       '# Model comparison (FPR95 %, lower is better)', '',
       f'Dataset {b["dataset"]} (train {b["train_split"]}, test '

@@ -169,7 +169,7 @@ def differences_markdown(table: Mapping[str, Any]) -> List[str]:
   for d in table['differences']:
     n = len(d['seeds'])
     ci = '-' if d['ci95'] is None else f'[{_signed(d["ci95"][0])}, {_signed(d["ci95"][1])}]'
-    mean = mean_std_text(d['mean'], d['std'], n)
+    mean = f'{_signed(d["mean"])} ± {d["std"]:.2f} ({n})'
     if d['distinguishable']:
       mean, ci = f'**{mean}**', f'**{ci}**'
       better, worse = (d['a'], d['b']) if d['mean'] < 0 else (d['b'], d['a'])
@@ -200,20 +200,23 @@ def write_chart(table: Mapping[str, Any], path: str) -> None:
     means = [r['fpr95'][s] for s in splits] + [r['fpr95_mean']]
     stds = [r['fpr95_std'].get(s) for s in splits] + [r['fpr95_mean_std']]
     err = None if any(s is None for s in stds) else stds
-    bars = ax.bar(pos, means, width, yerr=err, capsize=3, alpha=0.6,
+    bars = ax.bar(pos, means, width, yerr=err, capsize=3, alpha=0.5,
+                  error_kw={'elinewidth': 1.5},
                   label=f'{r["variant"]} (n={r["n_seeds"]})')
-    for run in r['seeds'].values():
+    runs = list(r['seeds'].values())
+    offsets = np.linspace(-0.3, 0.3, len(runs)) * width if len(runs) > 1 else [0.0]
+    for run, offset in zip(runs, offsets):  # Spread across the bar, in seed order.
       points = [run['fpr95'][s] for s in splits] + [run['fpr95_mean']]
-      ax.plot(pos, points, 'o', ms=3, color=bars.patches[0].get_facecolor(),
-              markeredgecolor='black', markeredgewidth=0.5, alpha=1.0)
+      ax.plot(pos + offset, points, 'o', ms=4, color=bars.patches[0].get_facecolor(),
+              markeredgecolor='black', markeredgewidth=0.6, alpha=1.0)
   ax.set_xticks(x)
   ax.set_xticklabels(groups)
   ax.set_ylabel('FPR95 (%)')
   b = table['budget']
   length = (f'{b["num_train_steps"]} steps' if b['num_train_steps'] > 0
             else f'{b["num_epochs"]} epochs')
-  ax.set_title(f'{b["dataset"]}: FPR95 per test split ({length} each; '
-               'points: seeds, bars: mean ± std)')
+  ax.set_title(f'{b["dataset"]}: FPR95 per test split ({length} each)\n'
+               'points: one per seed; bars: mean ± sample std', fontsize='medium')
   ax.legend(fontsize='small')
   fig.tight_layout()
   fig.savefig(path, dpi=100)
