@@ -212,8 +212,8 @@ def comparison(records: Sequence[Dict[str, Any]], config,
         'published_fpr95': published(variant, config.dataset.name),
         'seeds': per_seed})
   table_budget = budget(config)
-  if seeds is not None:
-    table_budget['seeds'] = [int(s) for s in seeds]
+  if seeds is not None:  # One run per seed; the config's own seed is unused.
+    table_budget.update(seed=None, seeds=[int(s) for s in seeds])
   return {'budget': table_budget, 'splits': splits, 'rows': rows,
           'differences': stats.paired_differences(rows),
           'confidence_interval_method': stats.CI_METHOD,
@@ -325,8 +325,8 @@ _VARIANTS = flags.DEFINE_list('variants', None, 'Model variants, e.g. '
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Comparison directory (one run '
                                'directory per variant); rerun to resume.')
 cli.define_int_list('seeds', None, 'Train every variant once per seed, in '
-                    'DIR/<variant>/seed<N>, e.g. 0,1,2 (default: the config\'s '
-                    'seed only, in DIR/<variant>).')
+                    'DIR/<variant>/seed<N>, e.g. 0,1,2; replaces --config.seed '
+                    '(default: the config\'s seed only, in DIR/<variant>).')
 
 
 @flags.validator('seeds')

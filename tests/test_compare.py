@@ -132,7 +132,7 @@ def test_seed_statistics_and_paired_differences(tmp_path):
   records = (_seed_records('rrl_net', a) + _seed_records('fil_net', b)
              + _seed_records('rrl_net:no_mgla', c))
   table = compare.comparison(records, _scenes_config(), seeds=[0, 1, 2])
-  assert table['budget']['seeds'] == [0, 1, 2]
+  assert table['budget']['seeds'] == [0, 1, 2] and table['budget']['seed'] is None
   rows = {r['variant']: r for r in table['rows']}
   row = rows['fil_net']
   assert row['n_seeds'] == 3 and sorted(row['seeds']) == ['0', '1', '2']
