@@ -2,17 +2,21 @@ r"""Trains and evaluates model variants under one protocol, then compares them.
 
   python -m launch.compare --config=configs/scenes.py --workdir=DIR \
       --variants=rrl_net,fil_net,rrl_net:no_ae,rrl_net:no_mgla \
-      --config.num_train_steps=300 --config.recon_loss=mse
+      --config.num_train_steps=300 --config.recon_loss=mse --seeds=0,1,2
 
 Every variant (rrl_jax/models/variants.py) gets the same config file, argument
 and overrides; only the model and its official recipe differ (configs/default.py
 `apply_model`): same data, seed and budget. Each trains with train_and_evaluate
-in DIR/<variant> (':' becomes '-'), resuming there; a variant whose results are
-present and whose saved config equals this one is not retrained. Then writes
-DIR/comparison.md, DIR/comparison.json and DIR/comparison_fpr95.png (FPR95 per
-test split per variant), beside the published numbers (REFERENCE.md
-"Published FPR95") when the data is the official benchmark.
+in DIR/<variant> (':' becomes '-'), or with --seeds once per seed in
+DIR/<variant>/seed<N> (its config.json holds that seed), resuming there; a run
+whose results are present and whose saved config equals this one is not
+retrained. Then writes DIR/comparison.md, DIR/comparison.json and
+DIR/comparison_fpr95.png: FPR95 per test split per variant as mean ± std over
+the seeds, and the paired differences between variants with their confidence
+intervals (rrl_jax/evaluation/comparison.py), beside the published numbers
+(rrl_jax/evaluation/published.py) when the data is verified as the official benchmark.
 """
+import copy
 import importlib.util
 import json
 import os
@@ -27,12 +31,22 @@ from ml_collections import config_flags
 from rrl_jax import cli
 from rrl_jax.evaluation import published as published_lib
 from rrl_jax import xla_cpu
+from rrl_jax.evaluation import comparison as stats
 
 RECORD = 'compare_record.json'
 
 
-def variant_dir(workdir: str, variant: str) -> str:
-  return os.path.join(workdir, variant.replace(':', '-'))
+def variant_dir(workdir: str, variant: str, seed: Optional[int] = None) -> str:
+  """DIR/<variant> (':' becomes '-'); DIR/<variant>/seed<N> for a --seeds run."""
+  vdir = os.path.join(workdir, variant.replace(':', '-'))
+  return vdir if seed is None else os.path.join(vdir, f'seed{seed}')
+
+
+def seed_config(config, seed: int):
+  """A copy of `config` (locked like it) that trains with `seed`."""
+  config = copy.deepcopy(config)
+  config.seed = seed
+  return config
 
 
 def _load_config_module(path: str):
@@ -102,33 +116,44 @@ def parameter_counts(config) -> Dict[str, int]:
           'test_score_path': count_parameters(score['params'])}
 
 
-def run_variant(config, variant: str, workdir: str) -> Dict[str, Any]:
-  """Trains+evaluates one variant (unless finished); returns its record."""
+def run_variant(config, variant: str, workdir: str,
+                seed: Optional[int] = None) -> Dict[str, Any]:
+  """Trains+evaluates one run (unless finished); returns its record.
+
+  `seed` None: the config's seed in DIR/<variant>; else that seed in
+  DIR/<variant>/seed<N>. The record's 'results' is the run's results.json.
+  """
   from rrl_jax.training import train  # pylint: disable=g-import-not-at-top
-  vdir = variant_dir(workdir, variant)
+  vdir = variant_dir(workdir, variant, seed)
+  name = variant if seed is None else f'{variant} seed {seed}'
+  if seed is not None:
+    config = seed_config(config, seed)
   record_path = os.path.join(vdir, RECORD)
+  results_json = os.path.join(vdir, train.RESULTS_DIR, 'results.json')
   if _is_finished(config, vdir) and os.path.exists(record_path):
-    print(f'[compare] {variant}: finished in {vdir}, not retrained.', flush=True)
+    print(f'[compare] {name}: finished in {vdir}, not retrained.', flush=True)
     with open(record_path) as f:
       record = json.load(f)
-    results_json = os.path.join(vdir, train.RESULTS_DIR, 'results.json')
-    if 'bn_statistics' not in record and os.path.exists(results_json):
-      with open(results_json) as f:  # A record written before it was kept.
-        record['bn_statistics'] = json.load(f).get('bn_statistics')
-    return record
-  print(f'[compare] {variant}: training in {vdir}.', flush=True)
-  t0 = time.time()
-  summary = train.train_and_evaluate(config, vdir)
-  record = {'variant': variant, 'model_name': config.model_name,
-            'workdir': vdir, 'wall_s': time.time() - t0,
-            'params': parameter_counts(config),
-            'selected_step': summary['selected_step'],
-            'selection_fpr95': summary['selection_fpr95'],
-            'final_step': summary['final_step'],
-            'bn_statistics': summary['bn_statistics'], 'results': summary['results']}
-  with open(record_path + '.tmp', 'w') as f:
-    json.dump(record, f, indent=2, default=float)
-  os.replace(record_path + '.tmp', record_path)
+  else:
+    print(f'[compare] {name}: training in {vdir}.', flush=True)
+    t0 = time.time()
+    summary = train.train_and_evaluate(config, vdir)
+    record = {'variant': variant, 'model_name': config.model_name,
+              'seed': int(config.seed), 'workdir': vdir,
+              'wall_s': time.time() - t0, 'params': parameter_counts(config),
+              'selected_step': summary['selected_step'],
+              'selection_fpr95': summary['selection_fpr95'],
+              'final_step': summary['final_step'],
+              'bn_statistics': summary['bn_statistics']}
+    with open(record_path + '.tmp', 'w') as f:
+      json.dump(record, f, indent=2, default=float)
+    os.replace(record_path + '.tmp', record_path)
+  with open(results_json) as f:  # The figures, exactly as the run reports them.
+    results = json.load(f)
+  record.setdefault('seed', int(config.seed))  # Records from before --seeds.
+  record.setdefault('bn_statistics', results.get('bn_statistics'))
+  record['results'] = results
+  record['workdir'] = vdir  # Where it is now (a copied directory works too).
   return record
 
 
@@ -138,6 +163,7 @@ def budget(config) -> Dict[str, Any]:
           'num_train_steps': int(config.num_train_steps),
           'num_epochs': config.num_epochs if config.num_train_steps <= 0 else None,
           'batch_size': int(config.batch_size), 'seed': int(config.seed),
+          'seeds': None,
           'protocol': config.protocol, 'data_mode': config.data_mode,
           'learning_rate': float(config.optimizer.learning_rate),
           'recon_loss': config.recon_loss}
@@ -148,32 +174,44 @@ def published(variant: str, dataset: str) -> Optional[float]:
   return published_lib.FPR95.get(variant, {}).get(published_lib.BENCHMARK_OF.get(dataset))
 
 
-def comparison(records: Sequence[Dict[str, Any]], config) -> Dict[str, Any]:
+def comparison(records: Sequence[Dict[str, Any]], config,
+               seeds: Optional[Sequence[int]] = None) -> Dict[str, Any]:
+  """The table: one row per variant over its runs (one record per run).
+
+  Each row's `seeds` holds every run's figures ({"<seed>": ...}); its FPR95 and
+  AUC are means over them, with sample standard deviations (comparison.py).
+  `differences`: every pair of variants, seed by seed.
+  """
   splits = list(config.dataset.test_splits)
   # Published numbers only beside the official data, scored whole (published.py).
   check = published_lib.check_data(
       config.dataset.name, {s: records[0]['results']['splits'][s].get('n', 0) for s in splits}
       if records else {}, int(config.dataset.get('test_max_pairs', 0) or 0))
   comparable = check['complete_benchmark'] and check.get('counts_match', False)
-  rows = []
+  by_variant: Dict[str, List[Dict[str, Any]]] = {}
   for r in records:
-    per = r['results']['splits']
+    by_variant.setdefault(r['variant'], []).append(r)
+  rows = []
+  for variant, runs in by_variant.items():
+    first = runs[0]
+    per_seed = {str(r.get('seed', config.seed)): stats.run_figures(r, splits)
+                for r in runs}
     rows.append({
-        'variant': r['variant'], 'model_name': r['model_name'],
-        'params': r['params'],
-        'fpr95': {s: per[s]['fpr95'] for s in splits},
-        'fpr95_mean': r['results']['mean']['fpr95'],
-        'auc_mean': r['results']['mean'].get('auc'),
+        'variant': variant, 'model_name': first['model_name'],
+        'params': first['params'],
         # Which BatchNorm statistics scored the table, and (when they were
         # recalibrated) the same weights with the moving averages.
-        'bn_statistics': (r.get('bn_statistics') or {}).get('description'),
-        'fpr95_moving_average_mean': r['results']['mean'].get(
-            'moving_average', {}).get('fpr95'),
-        'selected_step': r['selected_step'], 'final_step': r['final_step'],
-        'wall_s': r.get('wall_s'),
-        'published_fpr95': (published(r['variant'], config.dataset.name)
-                            if comparable else None)})
-  return {'budget': budget(config), 'splits': splits, 'rows': rows,
+        'bn_statistics': (first.get('bn_statistics') or {}).get('description'),
+        **stats.seed_statistics(per_seed, splits),
+        'published_fpr95': (published(variant, config.dataset.name)
+                            if comparable else None),
+        'seeds': per_seed})
+  table_budget = budget(config)
+  if seeds is not None:  # One run per seed; the config's own seed is unused.
+    table_budget.update(seed=None, seeds=[int(s) for s in seeds])
+  return {'budget': table_budget, 'splits': splits, 'rows': rows,
+          'differences': stats.paired_differences(rows),
+          'confidence_interval_method': stats.CI_METHOD,
           'data_note': check['data_note'], 'published_source': published_lib.SOURCE}
 
 
@@ -185,13 +223,17 @@ def write_markdown(table: Dict[str, Any], path: str) -> None:
   b, splits = table['budget'], table['splits']
   steps = (f'{b["num_train_steps"]} steps' if b['num_train_steps'] > 0
            else f'{b["num_epochs"]} epochs')
+  seeds = (f'seed {b["seed"]}' if not b.get('seeds') else
+           f'seeds {", ".join(map(str, b["seeds"]))} (one run per seed; cells: '
+           'mean ± sample standard deviation over the seeds, (n) seeds)')
   lines = [
       '# Model comparison (FPR95 %, lower is better)', '',
       f'Dataset {b["dataset"]} (train {b["train_split"]}, test '
       f'{", ".join(splits)}); budget {steps} of batch {b["batch_size"]}, '
-      f'seed {b["seed"]}, {b["protocol"]} protocol, lr {b["learning_rate"]:g}, '
+      f'{seeds}, {b["protocol"]} protocol, lr {b["learning_rate"]:g}, '
       f'{b["recon_loss"]} reconstruction loss (where the model has one), '
       f'{b["data_mode"]} batches; the same for every variant.', '']
+  lines += stats.one_seed_lines(table)
   has_pub = any(r['published_fpr95'] is not None for r in table['rows'])
   has_moving = any(r.get('fpr95_moving_average_mean') is not None
                    for r in table['rows'])
@@ -202,12 +244,15 @@ def write_markdown(table: Dict[str, Any], path: str) -> None:
   lines.append('| ' + ' | '.join(head) + ' |')
   lines.append('|' + '---|' * len(head))
   for r in table['rows']:
+    std = r.get('fpr95_std', {})
+    steps = r['selected_step']
     cells = ([r['variant'], f'{r["params"]["trainable"]:,}',
               f'{r["params"]["test_score_path"]:,}']
-             + [_fmt(r['fpr95'][s]) for s in splits]
-             + [_fmt(r['fpr95_mean']), _fmt(r['auc_mean'], 4)]
+             + [stats.mean_std_text(r['fpr95'][s], std.get(s)) for s in splits]
+             + [stats.mean_std_text(r['fpr95_mean'], r.get('fpr95_mean_std'),
+                                    r.get('n_seeds')), _fmt(r['auc_mean'], 4)]
              + ([_fmt(r.get('fpr95_moving_average_mean'))] if has_moving else [])
-             + [str(r['selected_step'])]
+             + ['/'.join(map(str, steps)) if isinstance(steps, list) else str(steps)]
              + ([_fmt(r['published_fpr95'])] if has_pub else []))
     lines.append('| ' + ' | '.join(cells) + ' |')
   rrl = published_lib.fpr95('rrl_net', b['dataset'])
@@ -218,8 +263,9 @@ def write_markdown(table: Dict[str, Any], path: str) -> None:
              + (['-'] if has_moving else []) + ['-'] + [_fmt(rrl['mean'])])
     lines.append('| ' + ' | '.join(cells) + ' |')
   lines.append('')
-  for stats in sorted({r.get('bn_statistics') for r in table['rows']} - {None}):
-    lines.append(f'BatchNorm statistics scored: {stats}'
+  lines += stats.differences_markdown(table)
+  for bn in sorted({r.get('bn_statistics') for r in table['rows']} - {None}):
+    lines.append(f'BatchNorm statistics scored: {bn}'
                  + ('; "mean, moving averages" scores the same weights with '
                     "the training run's moving averages." if has_moving else '.'))
     lines.append('')
@@ -230,33 +276,6 @@ def write_markdown(table: Dict[str, Any], path: str) -> None:
     lines.append(f'No published numbers beside ours: {table.get("data_note", "")}')
   with open(path, 'w') as f:
     f.write('\n'.join(lines) + '\n')
-
-
-def write_chart(table: Dict[str, Any], path: str) -> None:
-  """One grouped bar chart: FPR95 per test split (and mean), one bar per variant."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  groups = table['splits'] + ['mean']
-  rows = table['rows']
-  width = 0.8 / max(len(rows), 1)
-  x = np.arange(len(groups))
-  fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(groups) * max(1, len(rows) / 3)), 4))
-  for i, r in enumerate(rows):
-    values = [r['fpr95'][s] for s in table['splits']] + [r['fpr95_mean']]
-    ax.bar(x + (i - (len(rows) - 1) / 2) * width, values, width, label=r['variant'])
-  ax.set_xticks(x)
-  ax.set_xticklabels(groups)
-  ax.set_ylabel('FPR95 (%)')
-  b = table['budget']
-  ax.set_title(f'{b["dataset"]}: FPR95 per test split '
-               f'({b["num_train_steps"] if b["num_train_steps"] > 0 else b["num_epochs"]}'
-               f' {"steps" if b["num_train_steps"] > 0 else "epochs"} each)')
-  ax.legend(fontsize='small')
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
 
 
 def variant_configs(config_file: str, variants: Sequence[str],
@@ -271,17 +290,22 @@ def variant_configs(config_file: str, variants: Sequence[str],
 
 def compare(config_file: str, variants: Sequence[str], workdir: str,
             overrides: Optional[Mapping[str, Any]] = None,
-            configs: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
-  """Runs every variant, writes the comparison; returns the table."""
+            configs: Optional[Mapping[str, Any]] = None,
+            seeds: Optional[Sequence[int]] = None) -> Dict[str, Any]:
+  """Runs every variant (once per seed), writes the comparison; returns the table.
+
+  `seeds` None: one run per variant with the config's seed, in DIR/<variant>.
+  """
   configs = configs or variant_configs(config_file, variants, overrides)
   workdir = os.path.abspath(os.path.expanduser(workdir))
   os.makedirs(workdir, exist_ok=True)
-  records = [run_variant(configs[v], v, workdir) for v in variants]
-  table = comparison(records, configs[variants[0]])
+  records = [run_variant(configs[v], v, workdir, seed)
+             for seed in (seeds or [None]) for v in variants]
+  table = comparison(records, configs[variants[0]], seeds)
   with open(os.path.join(workdir, 'comparison.json'), 'w') as f:
     json.dump(table, f, indent=2, default=float)
   write_markdown(table, os.path.join(workdir, 'comparison.md'))
-  write_chart(table, os.path.join(workdir, 'comparison_fpr95.png'))
+  stats.write_chart(table, os.path.join(workdir, 'comparison_fpr95.png'))
   print(f'[compare] wrote {workdir}/comparison.md, comparison.json, '
         'comparison_fpr95.png', flush=True)
   return table
@@ -294,6 +318,26 @@ _VARIANTS = flags.DEFINE_list('variants', None, 'Model variants, e.g. '
                               'rrl_net,fil_net,rrl_net:no_ae.')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Comparison directory (one run '
                                'directory per variant); rerun to resume.')
+cli.define_int_list('seeds', None, 'Train every variant once per seed, in '
+                    'DIR/<variant>/seed<N>, e.g. 0,1,2; replaces --config.seed '
+                    '(default: the config\'s seed only, in DIR/<variant>).')
+
+
+@flags.validator('seeds')
+def _check_seeds(seeds: Optional[List[int]]) -> bool:
+  """--seeds: distinct non-negative integers (the parser checks they are integers)."""
+  if seeds is None:
+    return True
+  if not seeds:
+    raise flags.ValidationError('no seed; give seeds like 0,1,2 or omit --seeds.')
+  if len(set(seeds)) != len(seeds):
+    twice = sorted({s for s in seeds if seeds.count(s) > 1})
+    raise flags.ValidationError(f'seed {twice[0]} is given twice; each seed trains once.')
+  if min(seeds) < 0:
+    raise flags.ValidationError(f'seed {min(seeds)} is negative; seeds are 0, 1, ...')
+  return True
+
+
 flags.mark_flags_as_required(['config', 'variants', 'workdir'])
 
 
@@ -311,7 +355,8 @@ def main(argv):
     sys.exit(f'ERROR: {e}')
   from rrl_jax.training import train  # pylint: disable=g-import-not-at-top
   try:
-    compare(config_file, _VARIANTS.value, _WORKDIR.value, configs=configs)
+    compare(config_file, _VARIANTS.value, _WORKDIR.value, configs=configs,
+            seeds=flags.FLAGS.seeds)
   except (train.ConfigMismatchError, train.NonFiniteLossError,
           train.vgg19.VGG19WeightsError) as e:
     sys.exit(f'ERROR: {e}')
