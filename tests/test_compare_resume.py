@@ -1,7 +1,7 @@
 """launch.compare interrupted mid-variant, then rerun with the same command.
 
 The trainer is replaced by a stand-in that records its calls and writes what a
-finished run leaves (results/summary.json, config.json): this checks compare's
+finished run leaves (results/summary.json and results.json, config.json): this checks compare's
 own bookkeeping. That train_and_evaluate itself resumes a killed run exactly
 (checkpoint, data position, PRNG) is tests/test_resume.py's subject.
 """
@@ -29,8 +29,9 @@ def _stand_in(calls, interrupt_at=None):
     summary = {'selected_step': 2, 'selection_fpr95': 9.0, 'final_step': 2,
                'bn_statistics': {'description': 'moving averages'},
                'results': {'splits': {'test': split}, 'mean': dict(split)}}
-    with open(os.path.join(vdir, 'results', 'summary.json'), 'w') as f:
-      json.dump(summary, f)
+    for name, record in (('summary.json', summary), ('results.json', summary['results'])):
+      with open(os.path.join(vdir, 'results', name), 'w') as f:  # compare reads results.json
+        json.dump(record, f)
     return summary
   return train_and_evaluate
 
@@ -44,7 +45,7 @@ def test_interrupted_compare_reruns_only_the_unfinished_variant(tmp_path, monkey
     compare.compare(TEST_CONFIG, variants, workdir)
   assert calls == ['rrl_net-no_ae', 'fil_net']
   assert not os.path.exists(os.path.join(workdir, 'comparison.json'))
-  first = json.load(open(os.path.join(workdir, 'rrl_net-no_ae', compare.RECORD)))
+  first = json.load(open(os.path.join(workdir, 'rrl_net-no_ae', 'results', 'results.json')))
 
   calls.clear()
   monkeypatch.setattr(train, 'train_and_evaluate', _stand_in(calls))
@@ -53,6 +54,6 @@ def test_interrupted_compare_reruns_only_the_unfinished_variant(tmp_path, monkey
   # directory (where train_and_evaluate resumes from its checkpoint).
   assert calls == ['fil_net', 'scfdm']
   assert [r['variant'] for r in table['rows']] == variants
-  assert table['rows'][0]['fpr95_mean'] == first['results']['mean']['fpr95']
+  assert table['rows'][0]['fpr95_mean'] == first['mean']['fpr95']
   assert json.load(open(os.path.join(workdir, 'comparison.json'))) == json.loads(
       json.dumps(table, default=float))
