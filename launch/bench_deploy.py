@@ -1,6 +1,6 @@
 """Benchmark rows for the deploy form (used by launch/bench.py).
 
-folded  pairs/s of the BatchNorm-folded scorer (rrl_jax.deploy) and of the
+folded  pairs/s of the BatchNorm-folded scorer (rrl_jax.evaluation.deploy) and of the
         unfolded MLPP scorer, compiled side by side and timed alternately
         (unfolded, folded, unfolded, ...) so machine noise hits both alike.
 match   end to end, what users run: `python -m launch.match` on a pack of

@@ -1,7 +1,7 @@
 """Official Keras weights (.h5) -> an rrl_jax checkpoint (README, "Official Keras weights").
 
   python -m launch.convert --keras_h5=match_model_best.hdf5 --out=checkpoints/keras
-(`python -m rrl_jax.convert` runs this program too.) The conversion itself is
+(`python -m launch.convert` runs this program too.) The conversion itself is
 rrl_jax/convert.py.
 """
 import sys

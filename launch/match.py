@@ -86,7 +86,7 @@ def run(checkpoint_dir: str, out: str, pairs: Optional[str] = None,
     data = matcher.cut_pairs_at_keypoints(
         matcher.read_grey_image(image_a), matcher.read_grey_image(image_b),
         matcher.read_keypoints(keypoints), patch_size)
-  if export:  # An exported scorer (rrl_jax.export) instead of a checkpoint.
+  if export:  # An exported scorer (rrl_jax.evaluation.export) instead of a checkpoint.
     match = matcher.Matcher.from_export(export, batch_size=batch_size, resize=resize)
   else:
     match = matcher.Matcher.from_checkpoint(checkpoint_dir, step,

@@ -1,7 +1,7 @@
 """Parameter table of a network per component (README, "Model summary").
 
   python -m launch.summary [--model=NAME] [--json] [--widths=...] [--set=field=JSON]
-(`python -m rrl_jax.summary` runs this program too.) The counting is
+(`python -m launch.summary` runs this program too.) The counting is
 rrl_jax/summary.py.
 """
 import json

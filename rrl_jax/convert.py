@@ -1,6 +1,6 @@
 r"""Import official Keras weights into an rrl_jax checkpoint.
 
-  python -m rrl_jax.convert [--model=rrl_net] --keras_h5=match_model_best.hdf5 --out=DIR
+  python -m launch.convert [--model=rrl_net] --keras_h5=match_model_best.hdf5 --out=DIR
 
 Reads `model.save_weights` files, full `model.save` files (weights under
 `model_weights/`, optimizer state ignored) and the inference-only test model
@@ -300,6 +300,6 @@ def check_output_dir(out: str) -> None:
     raise ConversionError(f'--out={out}: directory {parent} is not writable.')
 
 
-if __name__ == '__main__':  # `python -m rrl_jax.convert`: the program is launch/convert.py.
+if __name__ == '__main__':  # `python -m launch.convert`: the program is launch/convert.py.
   from launch import convert as _program  # pylint: disable=g-import-not-at-top
   _program.run()

@@ -1,8 +1,8 @@
 r"""Parameter table per component, for the training tree and the inference subtree.
 
-  python -m rrl_jax.summary [--model=rrl_net|scfdm|afd_net|mfd_net|efr_net|fil_net]
+  python -m launch.summary [--model=rrl_net|scfdm|afd_net|mfd_net|efr_net|fil_net]
       [--json] [--widths=16,32,64,128,256] [--set=field=JSON ...]
-  python -m rrl_jax.summary --model=rrl_net:no_ae   # an ablation (models/variants.py)
+  python -m launch.summary --model=rrl_net:no_ae   # an ablation (models/variants.py)
 
 Works for every registered network (rrl_jax.models.MODELS); counts come from
 jax.eval_shape (no compile). The inference subtree is what the match score
@@ -102,6 +102,6 @@ def model_kwargs(widths, settings) -> Dict[str, Any]:
   return kwargs
 
 
-if __name__ == '__main__':  # `python -m rrl_jax.summary`: the program is launch/summary.py.
+if __name__ == '__main__':  # `python -m launch.summary`: the program is launch/summary.py.
   from launch import summary as _program  # pylint: disable=g-import-not-at-top
   _program.run()

@@ -75,7 +75,7 @@ def test_bench_model_flag_trains_and_scores_another_network():
   train, infer = result['rows']
   assert train['model'] == infer['model'] == 'efr_net'
   # The real train step (EFR-Net's BCE x3 objective), not the fallback.
-  assert train['step'] == 'rrl_jax.train_step.make_train_step', train['step']
+  assert train['step'] == 'rrl_jax.training.step.make_train_step', train['step']
   assert train['pairs_per_s'] > 0 and infer['pairs_per_s'] > 0
 
 
@@ -108,5 +108,5 @@ def test_bench_train_rows_time_the_real_step():
   assert set(rows) == {'train', 'trainpure'}
   assert rows['train']['augment'] and not rows['trainpure']['augment']
   for row in rows.values():
-    assert row['step'] == 'rrl_jax.train_step.make_train_step'
+    assert row['step'] == 'rrl_jax.training.step.make_train_step'
     assert row['step_s'] > 0 and row['flops_per_pair'] > 0

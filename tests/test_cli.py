@@ -25,7 +25,7 @@ def test_help_exits_zero_with_usage(program):
 
 def test_helpfull_exits_zero():
   env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS='cpu')
-  done = subprocess.run([sys.executable, '-m', 'rrl_jax.summary', '--helpfull'],
+  done = subprocess.run([sys.executable, '-m', 'launch.summary', '--helpfull'],
                         capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
   assert done.returncode == 0 and '--verbosity' in done.stdout
 

@@ -160,7 +160,7 @@ def test_bad_model_argument_is_a_clear_error(arg, match):
 
 @pytest.mark.parametrize('name', ['vis_nir', 'os', 'sen1_2', 'scenes', 'roadscene'])
 def test_precise_bn_follows_the_protocol(name):
-  from rrl_jax import bn_recalibration  # pylint: disable=g-import-not-at-top
+  from rrl_jax.training import bn_recalibration  # pylint: disable=g-import-not-at-top
   clean = _parse([f'--config={REPO}/configs/{name}.py'])
   paper = _parse([f'--config={REPO}/configs/{name}.py', '--config.protocol=paper'])
   assert bn_recalibration.settings(clean)['batches'] == bn_recalibration.AUTO_BATCHES

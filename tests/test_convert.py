@@ -121,7 +121,7 @@ def test_not_hdf5_is_reported(tmp_path):
 
 def test_cli_writes_a_loadable_checkpoint(tmp_path, keras_variables):
   out = tmp_path / 'ckpt'
-  cmd = [sys.executable, '-m', 'rrl_jax.convert', f'--keras_h5={KERAS_H5}',
+  cmd = [sys.executable, '-m', 'launch.convert', f'--keras_h5={KERAS_H5}',
          f'--out={out}']
   env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS='cpu')
   done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
@@ -146,7 +146,7 @@ def test_checkpoint_errors_are_clear(tmp_path):
 
 def _convert_cli(*args):
   env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS='cpu')
-  return subprocess.run([sys.executable, '-m', 'rrl_jax.convert', *args],
+  return subprocess.run([sys.executable, '-m', 'launch.convert', *args],
                         capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
 
 

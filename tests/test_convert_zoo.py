@@ -166,7 +166,7 @@ def test_cli_converts_scfdm_to_a_loadable_checkpoint(tmp_path):
   write_h5(path, layers, _graph_order('SCFDM'), full_model=True)
   out = tmp_path / 'ckpt'
   env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS='cpu')
-  cmd = [sys.executable, '-m', 'rrl_jax.convert', '--model=scfdm',
+  cmd = [sys.executable, '-m', 'launch.convert', '--model=scfdm',
          f'--keras_h5={path}', f'--out={out}']
   done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
   assert done.returncode == 0, done.stderr[-2000:]

@@ -2,7 +2,7 @@
 
 FILE holds the StableHLO of `pairs (B, 2, P, P) float32 in [0, 1] -> P(match)
 (B,) float32` with a symbolic batch B, lowered for CPU and CUDA. The weights
-(the BatchNorm-folded inference subtree, `rrl_jax.deploy`) are baked in as
+(the BatchNorm-folded inference subtree, `rrl_jax.evaluation.deploy`) are baked in as
 constants: the artifact is the whole model, nothing else is loaded. FILE.json,
 the sidecar, describes the input, the preprocessing (uint8 / 255), the model,
 the parameter counts, the source checkpoint and FILE's SHA-256.

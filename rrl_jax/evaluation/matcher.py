@@ -142,7 +142,7 @@ class Matcher:
           f'({e}).') from e
     return cls(model, pruned, meta=meta, **kwargs)
 
-  # --- Exported scorer (rrl_jax.export): no model is built. ---
+  # --- Exported scorer (rrl_jax.evaluation.export): no model is built. ---
   exported = None
 
   @classmethod

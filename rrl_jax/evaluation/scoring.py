@@ -183,7 +183,7 @@ def evaluate_splits(model: RRLNet, variables: Mapping[str, Any],
   """Metrics per split ({'splits': {name: {...}}, 'mean': {...}, 'mean_over': [...]}).
 
   With `return_scores` the result also holds {'scores': {split: (N,)}}
-  (arrays: not JSON; `rrl_jax.reports` writes them separately).
+  (arrays: not JSON; `rrl_jax.evaluation.reports` writes them separately).
   """
   scores = score_splits(model, variables, splits, batch_size, mesh, progress)
   result = summarize_splits({k: v[1] for k, v in splits.items()}, scores, dataset)

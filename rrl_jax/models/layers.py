@@ -45,7 +45,7 @@ class BatchNorm(nn.Module):
     if self.is_folded():
       if train:
         raise ValueError(f'BatchNorm {"/".join(self.scope.path)} was folded into '
-                         'its convolution (rrl_jax.deploy): inference only.')
+                         'its convolution (rrl_jax.evaluation.deploy): inference only.')
       return x.astype(self.dtype or x.dtype)
     features = x.shape[-1]
     scale = self.param('scale', nn.initializers.ones, (features,), jnp.float32)
@@ -80,7 +80,7 @@ class BatchNorm(nn.Module):
   def is_folded(self) -> bool:
     """Deploy form (rrl_jax/evaluation/deploy.py): no scale, bias or statistics in the variables.
 
-    `rrl_jax.deploy.fold_batch_norms` moves them into the preceding convolution
+    `rrl_jax.evaluation.deploy.fold_batch_norms` moves them into the preceding convolution
     and removes them; the layer is then the identity. A tree with only some of
     them is not folded, so the lookup below fails and names what is missing.
     """

@@ -130,7 +130,7 @@ def _resolve(path: str, step: Optional[int]) -> Tuple[str, int]:
     raise CheckpointError(
         f'{path}: not an rrl_jax checkpoint (no <step>/{META} inside). Pass a '
         'training workdir, its best/ or checkpoints/, or the output of '
-        '`python -m rrl_jax.convert --keras_h5=... --out=DIR`.')
+        '`python -m launch.convert --keras_h5=... --out=DIR`.')
   if step is None:
     return path, steps[-1]
   if step not in steps:

@@ -68,7 +68,7 @@ def make_recon_loss(kind: str, vgg_params: Optional[Any] = None,
     raise ValueError(f"recon_loss must be 'perceptual' or 'mse', got {kind!r}.")
   if vgg_params is None:
     raise ValueError("recon_loss='perceptual' needs VGG19 parameters: load them "
-                     'with rrl_jax.vgg19.load_vgg19_params(path).')
+                     'with rrl_jax.training.vgg19.load_vgg19_params(path).')
   from rrl_jax.training import vgg19  # pylint: disable=g-import-not-at-top
 
   def perceptual_loss(recon, target):
