@@ -1,11 +1,11 @@
 """Official Keras weights (.h5) -> an rrl_jax checkpoint (README, "Official Keras weights").
 
-  python -m launch.convert --keras_h5=match_model_best.hdf5 --out=checkpoints/keras
-(`python -m launch.convert` runs this program too.) The conversion itself is
-rrl_jax/convert.py.
+  python -m launch.convert [--model=rrl_net] --keras_h5=match_model_best.hdf5 --out=DIR
+
+The conversion itself is rrl_jax/convert.py.
 """
 import sys
-from typing import Optional, Sequence
+from typing import Sequence
 
 from absl import app, flags
 
@@ -14,6 +14,12 @@ from rrl_jax import convert
 from rrl_jax.training import checkpoints as checkpoint
 
 FLAGS = flags.FLAGS
+flags.DEFINE_string('model', 'rrl_net', 'Network the file holds: rrl_net, '
+                    'scfdm, afd_net, mfd_net, efr_net or fil_net.')
+flags.DEFINE_string('keras_h5', None, 'Keras HDF5 weights (save_weights or model.save).')
+flags.DEFINE_string('out', None, 'Output checkpoint directory (new or empty).')
+flags.mark_flags_as_required(['keras_h5', 'out'])
+cli.define_help_flags()
 
 
 def main(argv: Sequence[str]) -> None:
@@ -25,7 +31,7 @@ def main(argv: Sequence[str]) -> None:
     variables, meta = convert.convert_keras_h5(FLAGS.keras_h5, FLAGS.model)
     step_dir = checkpoint.save_variables(FLAGS.out, variables, meta)
   except (convert.ConversionError, checkpoint.CheckpointError) as e:
-    sys.exit(f'rrl_jax.convert: error: {e}')
+    sys.exit(f'launch.convert: error: {e}')
   from rrl_jax.pruning import count_parameters  # pylint: disable=g-import-not-at-top
   print(f'Converted {FLAGS.keras_h5} ({meta["source"]["kind"]} model, '
         f'{count_parameters(variables["params"]):,} parameters, '
@@ -33,15 +39,5 @@ def main(argv: Sequence[str]) -> None:
         f'-> {step_dir}')
 
 
-def run(argv: Optional[Sequence[str]] = None) -> None:
-  flags.DEFINE_string('model', 'rrl_net', 'Network the file holds: rrl_net, '
-                      'scfdm, afd_net, mfd_net, efr_net or fil_net.')
-  flags.DEFINE_string('keras_h5', None, 'Keras HDF5 weights (save_weights or model.save).')
-  flags.DEFINE_string('out', None, 'Output checkpoint directory (new or empty).')
-  flags.mark_flags_as_required(['keras_h5', 'out'])
-  cli.define_help_flags()
-  app.run(main, argv=argv)
-
-
 if __name__ == '__main__':
-  run()
+  app.run(main)

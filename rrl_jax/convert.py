@@ -1,6 +1,6 @@
 r"""Import official Keras weights into an rrl_jax checkpoint.
 
-  python -m launch.convert [--model=rrl_net] --keras_h5=match_model_best.hdf5 --out=DIR
+The program is `python -m launch.convert` (launch/convert.py).
 
 Reads `model.save_weights` files, full `model.save` files (weights under
 `model_weights/`, optimizer state ignored) and the inference-only test model
@@ -18,7 +18,6 @@ branch copies and their numeric names do not give the creation order.
 """
 import os
 import re
-import sys
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -299,7 +298,3 @@ def check_output_dir(out: str) -> None:
   if not os.access(parent, os.W_OK | os.X_OK):
     raise ConversionError(f'--out={out}: directory {parent} is not writable.')
 
-
-if __name__ == '__main__':  # `python -m launch.convert`: the program is launch/convert.py.
-  from launch import convert as _program  # pylint: disable=g-import-not-at-top
-  _program.run()

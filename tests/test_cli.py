@@ -9,7 +9,7 @@ import pytest
 from conftest import REPO
 
 PROGRAMS = ['launch.main', 'launch.match', 'launch.evaluate', 'launch.inspect_data',
-            'launch.bench', 'launch.bench_pipeline', 'rrl_jax.convert', 'rrl_jax.summary',
+            'launch.bench', 'launch.bench_pipeline', 'launch.convert', 'launch.summary',
             'launch.export', 'launch.accelerator_check', 'launch.bench_ab']
 
 

@@ -162,7 +162,7 @@ def test_cli_refuses_existing_out_at_once_in_one_line(tmp_path, make):
   assert done.returncode == 1
   lines = done.stderr.strip().splitlines()
   assert len(lines) == 1, done.stderr
-  assert lines[0].startswith(f'rrl_jax.convert: error: --out={out}')
+  assert lines[0].startswith(f'launch.convert: error: --out={out}')
   assert 'refusing to overwrite' in lines[0] and 'USAGE' not in done.stderr
   kept = out if make == 'file' else out / 'notes.txt'
   assert kept.read_text() == 'keep me'
@@ -171,5 +171,5 @@ def test_cli_refuses_existing_out_at_once_in_one_line(tmp_path, make):
 def test_cli_data_error_is_one_line_without_usage(tmp_path):
   done = _convert_cli(f'--keras_h5={tmp_path}/missing.h5', f'--out={tmp_path}/o')
   assert done.returncode == 1
-  assert done.stderr.strip() == (f'rrl_jax.convert: error: {tmp_path}/missing.h5: '
+  assert done.stderr.strip() == (f'launch.convert: error: {tmp_path}/missing.h5: '
                                  'no such file (--keras_h5).')
