@@ -81,7 +81,7 @@ def _timed(cmd: List[str]) -> float:
 
 def bench_match(args) -> List[Dict[str, Any]]:
   from launch import bench  # pylint: disable=g-import-not-at-top
-  from rrl_jax.training import checkpoints as checkpoint  # pylint: disable=g-import-not-at-top
+  from rrl_jax import checkpoint_format  # pylint: disable=g-import-not-at-top
   from rrl_jax.models import model_config  # pylint: disable=g-import-not-at-top
   model = bench.build_model(args, 'float32')
   n = args.match_pairs
@@ -92,7 +92,7 @@ def bench_match(args) -> List[Dict[str, Any]]:
         0, 256, (n, 2, 64, 64), np.uint8))
     ckpt = os.path.join(tmp, 'ckpt')
     variables = bench.init_variables(model, args.seed)
-    checkpoint.save_variables(ckpt, {'params': variables['params'],
+    checkpoint_format.save_variables(ckpt, {'params': variables['params'],
                                      'batch_stats': variables['batch_stats']},
                               {'model': model_config(model), 'source': 'bench'})
     artifact = os.path.join(tmp, 'rrl.jaxexport')

@@ -14,7 +14,7 @@ import sys
 from absl import app, flags
 
 from rrl_jax import cli, xla_cpu
-from rrl_jax.training import checkpoints as checkpoint
+from rrl_jax import checkpoint_format
 
 FLAGS = flags.FLAGS
 
@@ -37,9 +37,9 @@ def run(checkpoint_dir: str, out: str, step=None, platforms=('cpu', 'cuda'),
     raise ValueError(f'--out={out} is a directory; give a file name.')
   if os.path.exists(out) and not overwrite:
     raise ValueError(f'--out={out} exists; pass --overwrite to replace it.')
-  variables, meta = checkpoint.load_variables(checkpoint_dir, step)
+  variables, meta = checkpoint_format.load_variables(checkpoint_dir, step)
   if not isinstance(meta.get('model'), dict):
-    raise checkpoint.CheckpointError(
+    raise checkpoint_format.CheckpointError(
         f'{checkpoint_dir}: checkpoint meta has no "model" entry (RRLNet kwargs).')
   return export.export_checkpoint(variables, meta, out,
                                   source=os.path.abspath(checkpoint_dir),
@@ -55,7 +55,7 @@ def main(argv):
   try:
     ckpt = cli.checkpoint_dir(FLAGS.checkpoint)
     side = run(ckpt, FLAGS.out, FLAGS.step, FLAGS.platforms, FLAGS.overwrite)
-  except (ValueError, checkpoint.CheckpointError) as e:
+  except (ValueError, checkpoint_format.CheckpointError) as e:
     sys.exit(f'launch.export: error: {e}')
   c = side['counts']
   print(f"exported {FLAGS.out} ({side['bytes'] / 2**20:.1f} MiB, "

@@ -109,7 +109,7 @@ def main(argv):
   from rrl_jax.data import DataError
   from rrl_jax.errors import UserError
   from rrl_jax.training import train
-  from rrl_jax.training.checkpoints import CheckpointError
+  from rrl_jax.checkpoint_format import CheckpointError
   from rrl_jax.training.vgg19 import VGG19WeightsError
   # pylint: enable=g-import-not-at-top
   try:

@@ -16,7 +16,7 @@ from absl import app, flags
 import numpy as np
 
 from rrl_jax import cli
-from rrl_jax.training import checkpoints as checkpoint
+from rrl_jax import checkpoint_format
 from rrl_jax.evaluation import scoring as evaluation
 from rrl_jax.evaluation import matcher
 from rrl_jax import xla_cpu
@@ -110,7 +110,7 @@ def main(argv):
                  FLAGS.image_b, FLAGS.keypoints, FLAGS.batch_size,
                  FLAGS.resize, FLAGS.patch_size, FLAGS.step,
                  overwrite=FLAGS.overwrite, progress=True, export=FLAGS.export)
-  except (ValueError, checkpoint.CheckpointError) as e:
+  except (ValueError, checkpoint_format.CheckpointError) as e:
     sys.exit(f'launch.match: error: {e}')
   print(f'{len(scores)} pairs scored -> {out} '
         f'(P(match) > 0.5: {int(np.sum(scores > 0.5))})')

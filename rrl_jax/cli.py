@@ -101,8 +101,8 @@ def checkpoint_dir(path: str) -> str:
 
   Raises CheckpointError (rrl_jax.training.checkpoints) when there is none.
   """
-  from rrl_jax.training import checkpoints  # pylint: disable=g-import-not-at-top
-  directory, note = checkpoints.resolve_workdir(path)
+  from rrl_jax import checkpoint_format  # pylint: disable=g-import-not-at-top
+  directory, note = checkpoint_format.resolve_workdir(path)
   if note:
     print(note)
   return directory

@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from rrl_jax.training import checkpoints as checkpoint
+from rrl_jax import checkpoint_format
 from rrl_jax import keras_import
 from rrl_jax.models import RRLNet, get_model, model_config, model_name
 
@@ -256,7 +256,7 @@ def zoo_variables(layers: KerasLayers, model, source: str = 'Keras weights'
 
 def convert_keras_h5(path: str, name: str = 'rrl_net', **model_kwargs
                      ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-  """Keras HDF5 -> (variables, meta) ready for checkpoint.save_variables."""
+  """Keras HDF5 -> (variables, meta) ready for checkpoint_format.save_variables."""
   try:
     model = get_model(name, **model_kwargs)
   except (TypeError, ValueError) as e:

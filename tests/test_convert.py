@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rrl_jax import convert, pruning
-from rrl_jax.training import checkpoints as checkpoint
+from rrl_jax import checkpoint_format
 
 from conftest import KERAS_H5, REPO, require_path
 
@@ -127,7 +127,7 @@ def test_cli_writes_a_loadable_checkpoint(tmp_path, keras_variables):
   done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
   assert done.returncode == 0, done.stderr[-2000:]
   assert '12,816,740 parameters' in done.stdout
-  variables, meta = checkpoint.load_variables(str(out))
+  variables, meta = checkpoint_format.load_variables(str(out))
   assert meta['format'] == 'rrl_jax' and meta['model']['widths'] == [16, 32, 64, 128, 256]
   _assert_same_tree(variables, keras_variables[0])
   # A second conversion into the same place must not overwrite the first.
@@ -137,11 +137,11 @@ def test_cli_writes_a_loadable_checkpoint(tmp_path, keras_variables):
 
 
 def test_checkpoint_errors_are_clear(tmp_path):
-  with pytest.raises(checkpoint.CheckpointError, match='no such checkpoint'):
-    checkpoint.load_variables(str(tmp_path / 'nope'))
+  with pytest.raises(checkpoint_format.CheckpointError, match='no such checkpoint'):
+    checkpoint_format.load_variables(str(tmp_path / 'nope'))
   (tmp_path / 'empty').mkdir()
-  with pytest.raises(checkpoint.CheckpointError, match='not an rrl_jax checkpoint'):
-    checkpoint.load_variables(str(tmp_path / 'empty'))
+  with pytest.raises(checkpoint_format.CheckpointError, match='not an rrl_jax checkpoint'):
+    checkpoint_format.load_variables(str(tmp_path / 'empty'))
 
 
 def _convert_cli(*args):

@@ -14,8 +14,11 @@ from conftest import REPO
 # Packages that must import nothing from the listed ones.
 LOWER_LAYERS = {
     'rrl_jax': ('launch',),
+    'rrl_jax/evaluation': ('rrl_jax.training',),
     'rrl_jax/models': ('rrl_jax.training', 'rrl_jax.evaluation', 'rrl_jax.data'),
     'rrl_jax/data': ('rrl_jax.training', 'rrl_jax.evaluation', 'rrl_jax.models'),
+    'rrl_jax/checkpoint_format.py': ('rrl_jax.training', 'rrl_jax.evaluation',
+                                     'rrl_jax.models', 'rrl_jax.data'),
 }
 
 

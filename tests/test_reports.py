@@ -100,7 +100,7 @@ def test_misjudged_picks_worst():
 def test_evaluate_errors(tiny_checkpoint, tmp_path):
   with pytest.raises(ValueError, match='--dataset'):
     evaluate.run(tiny_checkpoint, str(tmp_path))
-  from rrl_jax.training.checkpoints import CheckpointError
+  from rrl_jax.checkpoint_format import CheckpointError
   with pytest.raises(CheckpointError, match='not an rrl_jax checkpoint'):
     evaluate.run(str(tmp_path), str(tmp_path), dataset='os',
                  split_data=tiny_split_data())

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from rrl_jax import pruning
-from rrl_jax.training import checkpoints as checkpoint
+from rrl_jax import checkpoint_format
 from rrl_jax.evaluation import scoring as evaluation
 from rrl_jax.data import base, pair_lists
 from rrl_jax.models import RRLNet, model_from_config
@@ -129,15 +129,15 @@ class Matcher:
   def from_checkpoint(cls, path: str, step: Optional[int] = None,
                       **kwargs) -> 'Matcher':
     """Loads a training or converted checkpoint (raises CheckpointError otherwise)."""
-    variables, meta = checkpoint.load_variables(path, step)
+    variables, meta = checkpoint_format.load_variables(path, step)
     if not isinstance(meta.get('model'), dict):
-      raise checkpoint.CheckpointError(
+      raise checkpoint_format.CheckpointError(
           f'{path}: checkpoint meta has no "model" entry (model kwargs).')
     try:
       model = model_from_config(meta['model'], name=meta.get('model_name'))
       pruned = pruning.inference_variables(variables, model)
     except (TypeError, ValueError) as e:
-      raise checkpoint.CheckpointError(
+      raise checkpoint_format.CheckpointError(
           f'{path}: checkpoint does not hold a model the matcher can run '
           f'({e}).') from e
     return cls(model, pruned, meta=meta, **kwargs)

@@ -23,7 +23,7 @@ from rrl_jax import sharding
 from rrl_jax.data import splits
 from rrl_jax.models import model_from_config
 from rrl_jax.training import bn_recalibration
-from rrl_jax.training import checkpoints
+from rrl_jax import checkpoint_format
 
 import curve  # pylint: disable=g-bad-import-order  (this folder)
 
@@ -66,7 +66,7 @@ def main(_):
   model = model_from_config(config.model.to_dict(), config.model_name)
   mesh = sharding.data_mesh()
   train = splits.load_data(config)['train']
-  variables, _ = checkpoints.load_variables(f'{FLAGS.workdir}/checkpoints', FLAGS.step)
+  variables, _ = checkpoint_format.load_variables(f'{FLAGS.workdir}/checkpoints', FLAGS.step)
   variables = pruning.inference_variables(variables, model)
   moving = variables['batch_stats']
   clean = population(model, variables, train, mesh, FLAGS.batches)

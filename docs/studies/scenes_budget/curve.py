@@ -26,7 +26,7 @@ from rrl_jax.evaluation import scoring
 from rrl_jax.models import model_from_config
 from rrl_jax.training import bn_moving
 from rrl_jax.training import bn_recalibration
-from rrl_jax.training import checkpoints
+from rrl_jax import checkpoint_format
 
 FLAGS = flags.FLAGS
 
@@ -100,7 +100,7 @@ def main(_):
     if entry and not convert:
       continue
     t0 = time.time()
-    full, _ = checkpoints.load_variables(ckpt_dir, step)
+    full, _ = checkpoint_format.load_variables(ckpt_dir, step)
     # Only the inference subtree is scored, so only its layers are recalibrated.
     variables = pruning.inference_variables(full, model)
     scores = {}
