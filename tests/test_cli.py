@@ -10,7 +10,7 @@ from conftest import REPO
 
 PROGRAMS = ['launch.main', 'launch.match', 'launch.evaluate', 'launch.inspect_data',
             'launch.bench', 'launch.bench_pipeline', 'launch.convert', 'launch.summary',
-            'launch.export', 'launch.accelerator_check', 'launch.bench_ab']
+            'launch.export', 'launch.accelerator_check']
 
 
 @pytest.mark.parametrize('program', PROGRAMS)
