@@ -11,6 +11,7 @@ from absl import app, flags
 
 from rrl_jax import cli
 from rrl_jax import convert
+from rrl_jax.errors import UserError
 from rrl_jax import checkpoint_format
 
 FLAGS = flags.FLAGS
@@ -30,7 +31,7 @@ def main(argv: Sequence[str]) -> None:
     convert.check_output_dir(FLAGS.out)
     variables, meta = convert.convert_keras_h5(FLAGS.keras_h5, FLAGS.model)
     step_dir = checkpoint_format.save_variables(FLAGS.out, variables, meta)
-  except (convert.ConversionError, checkpoint_format.CheckpointError) as e:
+  except UserError as e:
     sys.exit(f'launch.convert: error: {e}')
   from rrl_jax.pruning import count_parameters  # pylint: disable=g-import-not-at-top
   print(f'Converted {FLAGS.keras_h5} ({meta["source"]["kind"]} model, '

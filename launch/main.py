@@ -106,17 +106,14 @@ def main(argv):
   distributed.initialize(_COORD.value, _NPROC.value, _PID.value,
                          cpu_collectives=_CPU_COLL.value)
   # pylint: disable=g-import-not-at-top
-  from rrl_jax.data import DataError
   from rrl_jax.errors import UserError
   from rrl_jax.training import train
-  from rrl_jax.checkpoint_format import CheckpointError
-  from rrl_jax.training.vgg19 import VGG19WeightsError
   # pylint: enable=g-import-not-at-top
   try:
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value,
                              allow_config_change=_ALLOW_CHANGE.value,
                              restart_from_scratch=_RESTART.value)
-  except (UserError, DataError, VGG19WeightsError, CheckpointError) as e:
+  except UserError as e:
     sys.exit(f'ERROR: {e}')  # Each names the field/path and the fix.
 
 

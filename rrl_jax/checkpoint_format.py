@@ -20,6 +20,8 @@ from typing import Any, Dict, Optional, Tuple
 
 import orbax.checkpoint as ocp
 
+from rrl_jax.errors import UserError
+
 FORMAT = 'rrl_jax'
 PARAMS, BATCH_STATS, META, OPT_STATE, TRAIN_STATE = (
     'params', 'batch_stats', 'meta', 'opt_state', 'train_state')
@@ -28,7 +30,7 @@ ITEM_NAMES = (PARAMS, BATCH_STATS, META, OPT_STATE, TRAIN_STATE, MOVING_BATCH_ST
 JSON_ITEMS = (META, TRAIN_STATE)  # The others are pytrees of arrays.
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
   """A path is not a readable rrl_jax checkpoint."""
 
 

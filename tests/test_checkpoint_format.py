@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from rrl_jax import checkpoint_format
+from rrl_jax.errors import UserError
 
 
 def _variables():
@@ -32,9 +33,9 @@ def test_refuses_to_overwrite_a_step(tmp_path):
 
 
 def test_not_a_checkpoint_is_one_user_error(tmp_path):
-  with pytest.raises(checkpoint_format.CheckpointError, match='not an rrl_jax checkpoint'):
+  with pytest.raises(UserError, match='not an rrl_jax checkpoint'):
     checkpoint_format.load_variables(str(tmp_path))
-  with pytest.raises(checkpoint_format.CheckpointError, match='no such checkpoint directory'):
+  with pytest.raises(UserError, match='no such checkpoint directory'):
     checkpoint_format.load_meta(str(tmp_path / 'missing'))
 
 

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rrl_jax import pruning
+from rrl_jax.errors import UserError
 from rrl_jax.evaluation import deploy
 from rrl_jax.evaluation.scoring import U8_TO_UNIT  # Re-exported.
 from rrl_jax.evaluation.scoring import score_in_batches
@@ -30,7 +31,7 @@ VERSION = 1
 PLATFORMS = ('cpu', 'cuda')
 
 
-class ExportError(ValueError):
+class ExportError(UserError, ValueError):
   """A path is not a usable exported scorer (the message names file and field)."""
 
 

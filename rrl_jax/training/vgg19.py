@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rrl_jax.errors import UserError
+
 # (block, convs per block, width) of VGG19.
 _BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 4, 256), (4, 4, 512), (5, 4, 512))
 LAYERS: Tuple[Tuple[str, int, int], ...] = tuple(
@@ -30,7 +32,7 @@ _FIX = (f'Fix: pass --config.vgg19_weights=/path/to/{KERAS_FILENAME} (the Keras 
 Params = Dict[str, Dict[str, jax.Array]]
 
 
-class VGG19WeightsError(ValueError):
+class VGG19WeightsError(UserError, ValueError):
   """The VGG19 weight file is missing or not in a known layout."""
 
   def __init__(self, path: str, problem: str):
