@@ -33,6 +33,7 @@ from typing import Any, Dict, List, Optional
 from absl import app, flags
 
 from rrl_jax import cli
+from rrl_jax import logs
 
 FLAGS = flags.FLAGS
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -258,7 +259,7 @@ def main(argv):
   del argv
   from rrl_jax import xla_cpu  # pylint: disable=g-import-not-at-top
   xla_cpu.apply_xla_flags()  # Before the backend starts, as launch.bench.
-  cli.quiet_logging()
+  logs.quiet_logging()
   if not FLAGS.out_dir:
     sys.exit('launch.accelerator_check: error: --out_dir is required.')
   result = run(FLAGS.out_dir, FLAGS.quick, FLAGS.budget_s, FLAGS.parity_tests,

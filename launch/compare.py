@@ -24,7 +24,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from rrl_jax import cli
+from rrl_jax import logs
 from rrl_jax import xla_cpu
 
 # Published FPR95 (%) of the official models (REFERENCE.md "Published FPR95").
@@ -306,7 +306,7 @@ flags.mark_flags_as_required(['config', 'variants', 'workdir'])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  cli.quiet_logging()
+  logs.quiet_logging()
   xla_cpu.apply_xla_flags()
   flag = flags.FLAGS['config']
   config_file = config_flags.get_config_filename(flag)

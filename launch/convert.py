@@ -10,6 +10,7 @@ from typing import Sequence
 from absl import app, flags
 
 from rrl_jax import cli
+from rrl_jax import logs
 from rrl_jax import convert
 from rrl_jax.errors import UserError
 from rrl_jax import checkpoint_format
@@ -26,7 +27,7 @@ cli.define_help_flags()
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  cli.quiet_logging()  # Orbax logs every file at INFO.
+  logs.quiet_logging()  # Orbax logs every file at INFO.
   try:
     convert.check_output_dir(FLAGS.out)
     variables, meta = convert.convert_keras_h5(FLAGS.keras_h5, FLAGS.model)

@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from absl import app, flags, logging
 
 from rrl_jax import cli
+from rrl_jax import logs
 from rrl_jax.training import bn_recalibration
 from rrl_jax import checkpoint_format
 from rrl_jax.evaluation import scoring as evaluation
@@ -209,7 +210,7 @@ def recalibrate_from_flags(config, checkpoint_dir: str) -> str:
 def main(argv):
   del argv
   xla_cpu.apply_xla_flags()  # Before the backend starts (measured faster).
-  cli.quiet_logging()
+  logs.quiet_logging()
   if not FLAGS.checkpoint:
     sys.exit('launch.evaluate: error: --checkpoint is required.')
   try:

@@ -14,6 +14,7 @@ import sys
 from absl import app, flags
 
 from rrl_jax import cli, xla_cpu
+from rrl_jax import logs
 from rrl_jax import checkpoint_format
 
 FLAGS = flags.FLAGS
@@ -49,7 +50,7 @@ def run(checkpoint_dir: str, out: str, step=None, platforms=('cpu', 'cuda'),
 def main(argv):
   del argv
   xla_cpu.apply_xla_flags()
-  cli.quiet_logging()
+  logs.quiet_logging()
   if not FLAGS.checkpoint:
     sys.exit('launch.export: error: --checkpoint is required.')
   try:

@@ -16,6 +16,7 @@ from absl import app, flags
 import numpy as np
 
 from rrl_jax import cli
+from rrl_jax import logs
 from rrl_jax import checkpoint_format
 from rrl_jax.evaluation import scoring as evaluation
 from rrl_jax.evaluation import matcher
@@ -100,7 +101,7 @@ def run(checkpoint_dir: str, out: str, pairs: Optional[str] = None,
 def main(argv):
   del argv
   xla_cpu.apply_xla_flags()  # Before the backend starts (measured faster).
-  cli.quiet_logging()
+  logs.quiet_logging()
   if bool(FLAGS.checkpoint) == bool(FLAGS.export):
     sys.exit('launch.match: error: give one of --checkpoint or --export.')
   try:

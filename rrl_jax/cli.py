@@ -5,32 +5,14 @@
 - `define_int_list()`: a comma-separated list flag whose items are integers.
 - `define_checkpoint_flags()` / `checkpoint_dir()`: --checkpoint (a checkpoint
   or a training workdir) and --step, as launch.evaluate/match/export take them.
-- `quiet_logging()`: WARNING verbosity unless --verbosity was given, and the
-  jax backend probe ("Unable to initialize backend 'tpu'") and Orbax's per-file
-  INFO lines silenced, so an inference run prints its result and little else.
+Log silencing is rrl_jax/logs.py.
 """
-import logging as std_logging
 import sys
 
 from absl import app
 from absl import flags
-from absl import logging
 
 FLAGS = flags.FLAGS
-_CHATTY_LOGGERS = ('jax._src.xla_bridge', 'absl', 'orbax', 'orbax.checkpoint')
-# TFDS warns on every custom BuilderConfig and before each first build.
-_ROUTINE_TFDS = ('Using custom data configuration', 'Variant folder')
-
-
-def _not_routine_tfds(record: std_logging.LogRecord) -> bool:
-  return not str(record.msg).startswith(_ROUTINE_TFDS)
-
-
-def quiet_tfds() -> None:
-  """Drops TFDS's routine warnings (custom config, first build); keeps the rest."""
-  logger = std_logging.getLogger('absl')
-  if _not_routine_tfds not in logger.filters:
-    logger.addFilter(_not_routine_tfds)
 
 
 class _HelpFlag(app.HelpFlag):
@@ -106,17 +88,6 @@ def checkpoint_dir(path: str) -> str:
   if note:
     print(note)
   return directory
-
-
-def quiet_logging() -> None:
-  """WARNING and above only, unless --verbosity was passed (call inside main)."""
-  if FLAGS['verbosity'].present:
-    return
-  quiet_tfds()
-  logging.set_verbosity(logging.WARNING)
-  for name in _CHATTY_LOGGERS:
-    std_logging.getLogger(name).setLevel(std_logging.WARNING)
-  std_logging.getLogger('jax._src.xla_bridge').setLevel(std_logging.ERROR)
 
 
 def config_lines(config, prefix: str = 'config.'):

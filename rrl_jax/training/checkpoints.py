@@ -6,12 +6,9 @@ moved aside and the previous one is used; starting over in a workdir that holds
 a previous run needs restart_from_scratch (README, "Training").
 """
 
-import contextlib
 import json
-import logging as std_logging
 import os
 import shutil
-import sys
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -25,6 +22,7 @@ import orbax.checkpoint as ocp
 from rrl_jax.checkpoint_format import (
     BATCH_STATS, FORMAT, META, MOVING_BATCH_STATS, OPT_STATE, PARAMS, TRAIN_STATE,
     manager, restore_args, save_args)
+from rrl_jax import logs
 from rrl_jax.errors import UserError
 from rrl_jax.training.metric_writers import METRICS_FILE, TENSORBOARD_DIR
 from rrl_jax.training.step import TrainState, to_host
@@ -58,54 +56,6 @@ def save_checkpoint(mngr, state: TrainState, train_meta, config) -> None:
       TRAIN_STATE: train_meta}))
 
 
-@contextlib.contextmanager
-def _orbax_quiet():
-  """Silences absl logging (Orbax's) below FATAL for the block."""
-  logger = std_logging.getLogger('absl')
-  level = logger.level
-  logger.setLevel(std_logging.CRITICAL)
-  try:
-    yield
-  finally:
-    logger.setLevel(level)
-
-
-_ABANDONED = []  # Step directories whose restore failed with reads in flight.
-
-
-def _is_abandoned_read_noise(exc: BaseException) -> bool:
-  """Late completions of an abandoned restore's reads (their loop is closed)."""
-  if isinstance(exc, RuntimeError) and str(exc) == 'Event loop is closed':
-    return True  # Raised by asyncio's call_soon_threadsafe on a closed loop.
-  return any(path in str(exc) for path in _ABANDONED)
-
-
-def _silence_abandoned_restores() -> None:
-  """Drops the noise of a failed restore's in-flight TensorStore reads.
-
-  When one item fails, Orbax closes its event loop while the other reads are
-  in flight; each later completion raises 'Event loop is closed' (printed via
-  sys.unraisablehook: thousands of tracebacks for a real model) and asyncio
-  logs 'Future exception was never retrieved'. Only those are dropped; any
-  other unraisable exception or log record goes through unchanged.
-  """
-  if getattr(sys.unraisablehook, 'rrl_jax_filter', False):
-    return
-  previous = sys.unraisablehook
-
-  def hook(args):
-    if args.object is None and _is_abandoned_read_noise(args.exc_value):
-      return
-    previous(args)
-
-  hook.rrl_jax_filter = True
-  sys.unraisablehook = hook
-  std_logging.getLogger('asyncio').addFilter(
-      lambda r: not (r.exc_info and r.exc_info[1] is not None
-                     and 'never retrieved' in r.getMessage()
-                     and _is_abandoned_read_noise(r.exc_info[1])))
-
-
 def _first_line(e: BaseException, limit: int = 160) -> str:
   text = (str(e).strip().splitlines() or [''])[0]
   return f'{type(e).__name__}: {text[:limit]}'
@@ -122,8 +72,8 @@ def restore_latest(ckpt_dir: str, state: TrainState, keep: int, workdir: str,
   """
   moved = []
   existed = os.path.isdir(ckpt_dir)
-  _silence_abandoned_restores()
-  with _orbax_quiet():  # Its errors on a bad checkpoint: our one line instead.
+  logs.drop_abandoned_restore_noise()
+  with logs.silenced():  # Its errors on a bad checkpoint: our one line instead.
     mngr = manager(ckpt_dir, max_to_keep=keep)
   while True:
     steps = sorted(mngr.all_steps())
@@ -131,7 +81,7 @@ def restore_latest(ckpt_dir: str, state: TrainState, keep: int, workdir: str,
       break
     step = steps[-1]
     try:
-      with _orbax_quiet():
+      with logs.silenced():
         r = mngr.restore(step, args=restore_args({
             PARAMS: _abstract(state.params),
             BATCH_STATS: _abstract(state.batch_stats),
@@ -142,7 +92,7 @@ def restore_latest(ckpt_dir: str, state: TrainState, keep: int, workdir: str,
     except Exception as e:  # pylint: disable=broad-except
       mngr.close()
       bad = os.path.join(ckpt_dir, str(step))
-      _ABANDONED.append(bad + os.sep)
+      logs.abandon(bad + os.sep)
       aside = os.path.join(workdir, UNREADABLE_DIR, f'{step}_{int(time.time())}')
       then = (f'trying step {steps[-2]}.' if len(steps) > 1
               else 'no earlier checkpoint is left.')
@@ -155,7 +105,7 @@ def restore_latest(ckpt_dir: str, state: TrainState, keep: int, workdir: str,
       if jax.process_count() > 1:
         multihost_utils.sync_global_devices(f'rrl_jax_ckpt_aside_{step}')
       moved.append(aside)
-      with _orbax_quiet():
+      with logs.silenced():
         mngr = manager(ckpt_dir, max_to_keep=keep)
       continue
     state = state.replace(step=jnp.asarray(step, jnp.int32),

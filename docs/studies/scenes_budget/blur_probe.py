@@ -26,7 +26,7 @@ from absl import app, flags
 import cv2
 import numpy as np
 
-from rrl_jax import cli
+from rrl_jax import logs
 from rrl_jax import pruning
 from rrl_jax import sharding
 from rrl_jax.evaluation import metrics
@@ -96,7 +96,7 @@ def sharpness_gap(run_data, tests):
 def main(_):
   if FLAGS.step is None and not FLAGS.sharpness_only:
     raise app.UsageError('--step is required (or --sharpness_only).')
-  cli.quiet_logging()
+  logs.quiet_logging()
   config = curve.load_run_config(FLAGS.workdir)
   run_data, tests = curve.test_samples(config, FLAGS.sample, 0)
   if FLAGS.sharpness_only:

@@ -17,7 +17,7 @@ import jax
 import numpy as np
 from flax import traverse_util
 
-from rrl_jax import cli
+from rrl_jax import logs
 from rrl_jax import pruning
 from rrl_jax import sharding
 from rrl_jax.data import splits
@@ -61,7 +61,7 @@ def compare(stats, reference):
 
 
 def main(_):
-  cli.quiet_logging()
+  logs.quiet_logging()
   config = curve.load_run_config(FLAGS.workdir)
   model = model_from_config(config.model.to_dict(), config.model_name)
   mesh = sharding.data_mesh()

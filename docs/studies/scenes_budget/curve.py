@@ -18,7 +18,7 @@ from absl import app, flags
 import ml_collections
 import numpy as np
 
-from rrl_jax import cli
+from rrl_jax import logs
 from rrl_jax import pruning
 from rrl_jax import sharding
 from rrl_jax.data import splits
@@ -76,7 +76,7 @@ def row(result):
 
 
 def main(_):
-  cli.quiet_logging()
+  logs.quiet_logging()
   config = load_run_config(FLAGS.workdir)
   if FLAGS.bn_batches is not None:
     config.bn_recalibration.batches = FLAGS.bn_batches
