@@ -1,4 +1,6 @@
-"""The checkpoint format (rrl_jax/checkpoint_format.py): save, load, refusals."""
+"""The checkpoint format (rrl_jax/checkpoint_format.py): save, load, refusals, metadata."""
+import importlib
+
 import numpy as np
 import pytest
 
@@ -46,3 +48,11 @@ def test_training_checkpoints_of_older_trees_still_load(tmp_path):
   checkpoint_format.save_variables(str(tmp_path), _variables(), meta)
   _, loaded = checkpoint_format.load_variables(str(tmp_path))
   assert loaded['source'] == 'rrl_jax.train'  # old name kept
+
+
+def test_training_metadata_names_a_module_that_exists():
+  from configs import test as test_config  # pylint: disable=import-outside-toplevel
+  from rrl_jax.training import checkpoints  # pylint: disable=import-outside-toplevel
+  meta = checkpoints.checkpoint_meta(test_config.get_config())
+  assert meta['format'] == checkpoint_format.FORMAT
+  assert importlib.import_module(meta['source']).train_and_evaluate

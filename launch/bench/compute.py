@@ -88,7 +88,7 @@ def bench_train(args, dtype: str, which: str, batch: int, augment: bool):
       call, batch, args, mesh.devices.flat,
       dict(part=part, model=args.model, dtype=dtype, devices=which,
            num_devices=mesh.size, recon_loss=args.recon_loss, augment=augment,
-           step='rrl_jax.training.step.make_train_step'))
+           step=f'{ts.make_train_step.__module__}.{ts.make_train_step.__name__}'))
   row['step_s'] = row['median_s']
   return row
 

@@ -45,7 +45,7 @@ def _abstract(tree):
 def checkpoint_meta(config) -> Dict[str, Any]:
   return {'format': FORMAT, 'model_name': config.model_name,
           'model': config_to_dict(config.model), 'dtype': config.dtype,
-          'inference_only': False, 'source': 'rrl_jax.train'}
+          'inference_only': False, 'source': 'rrl_jax.training.train'}
 
 
 def save_checkpoint(mngr, state: TrainState, train_meta, config) -> None:
