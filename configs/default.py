@@ -23,10 +23,22 @@ from rrl_jax.training.losses import LOSS_NAMES
 from rrl_jax.models import variants
 from rrl_jax.training.optim import default_optimizer_config
 
-# ../shared/data beside the repository (real scenes for configs/scenes.py, roadscene.py).
-SHARED_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
+# The real data of configs/scenes.py and roadscene.py: $RRL_JAX_DATA_DIR, else
+# ../shared/data beside a source checkout.
+DATA_DIR_ENV = 'RRL_JAX_DATA_DIR'
+CHECKOUT_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))), '..', 'shared', 'data')
 VGG19_DEFAULT = '~/.keras/models/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5'
+
+
+def real_data_dir(name: str) -> str:
+  """Folder `name` of the real data: under $RRL_JAX_DATA_DIR, else ../shared/data.
+
+  Given even when absent (configs load anywhere, e.g. for --show_config or a
+  --config.dataset.manual_dir override); loading the dataset then fails with
+  one error naming the missing folder and how to point at it.
+  """
+  return os.path.abspath(os.path.join(os.environ.get(DATA_DIR_ENV) or CHECKOUT_DATA, name))
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
