@@ -199,12 +199,8 @@ def paper_benchmark(name: str, arg: str = '', *, train_split: str = 'train',
 
 
 def apply_test_overrides(c: ml_collections.ConfigDict) -> None:
-  """Tiny model, tiny in-memory data, a few steps: seconds on one CPU."""
-  if c.model_name == 'rrl_net':
-    c.model.widths = (4, 8, 8, 16, 16)
-    c.model.head_hidden = (16, 8)
-  else:
-    c.model.update(variants.REDUCED_KWARGS[c.model_name])
+  """Tiny model (variants.REDUCED_KWARGS), tiny in-memory data, a few steps: seconds on one CPU."""
+  c.model.update(variants.REDUCED_KWARGS[c.model_name])
   c.dataset.name = 'toy'
   c.dataset.builder_kwargs = ml_collections.ConfigDict({'num_pairs': 64})
   c.dataset.test_splits = ('test',)
