@@ -169,7 +169,7 @@ def _architecture_fields(model):
 
 
 def apply_paper_protocol(c: ml_collections.ConfigDict) -> None:
-  """The official training recipe (REFERENCE "Training objective"): batch 64,
+  """The official training recipe (docs/training.md): batch 64,
   40 epochs of N/64 random batches, VGG19 perceptual loss, Keras Nadam lr 2e-4.
   Which BatchNorm statistics are evaluated follows config.protocol (precise BN
   under 'clean', the official moving averages under 'paper')."""

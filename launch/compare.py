@@ -10,8 +10,8 @@ and overrides; only the model and its official recipe differ (configs/default.py
 in DIR/<variant> (':' becomes '-'), resuming there; a variant whose results are
 present and whose saved config equals this one is not retrained. Then writes
 DIR/comparison.md, DIR/comparison.json and DIR/comparison_fpr95.png (FPR95 per
-test split per variant), beside the published numbers (REFERENCE.md
-"Published FPR95") when the data is the official benchmark.
+test split per variant), beside the published numbers (the papers'
+tables, docs/evaluation.md) when the data is the official benchmark.
 """
 import importlib.util
 import json
@@ -27,7 +27,7 @@ from ml_collections import config_flags
 from rrl_jax import logs
 from rrl_jax import xla_cpu
 
-# Published FPR95 (%) of the official models (REFERENCE.md "Published FPR95").
+# Published FPR95 (%) of the official models (the papers' tables, docs/evaluation.md).
 PUBLISHED = {
     'rrl_net': {'vis_nir': 0.76, 'os': 5.22, 'sen1_2': 1.39},
     'fil_net': {'vis_nir': 0.85, 'os': 5.37, 'sen1_2': 1.56},
@@ -179,8 +179,8 @@ def comparison(records: Sequence[Dict[str, Any]], config) -> Dict[str, Any]:
         'wall_s': r.get('wall_s'),
         'published_fpr95': published(r['variant'], config.dataset.name)})
   return {'budget': budget(config), 'splits': splits, 'rows': rows,
-          'published_source': ('REFERENCE.md "Published FPR95" (paper; official '
-                               'Keras models, full training)')}
+          'published_source': ('the papers\' FPR95 tables (official Keras models, '
+                               'full training; docs/evaluation.md)')}
 
 
 def _fmt(x, digits=2):

@@ -1,4 +1,4 @@
-"""MLPP: multi-loss post-pruning (paper Sec. 3.5, REFERENCE "MLPP").
+"""MLPP: multi-loss post-pruning (paper Sec. 3.5).
 
 After training, everything that only served a loss (RRL-Net: both decoders,
 the module heads, the stage heads before the last; the comparison networks:

@@ -2,7 +2,7 @@
 
 Every dataset is a GeneratorBasedBuilder written as array_record (no TensorFlow
 needed). Examples are {'patches': uint8 (2, 64, 64), 'label': 0/1}; index 0 of
-axis 1 is the visible/optical patch, label 1 = matching (REFERENCE "Dataset formats").
+axis 1 is the visible/optical patch, label 1 = matching (docs/data.md).
 Builder options (sizes, seeds, keypoint limits) become a BuilderConfig whose name
 encodes every non-default option, so different options never share a directory.
 """

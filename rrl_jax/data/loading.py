@@ -173,7 +173,7 @@ def load_split(name: str, split: str, *, data_dir: Optional[str] = None,
   skips the check).
 
   Returns (patches uint8 (N, 2, 64, 64), labels int32 (N,)); patches[:, 0] is the
-  visible/optical patch, label 1 = matching (REFERENCE "Dataset formats").
+  visible/optical patch, label 1 = matching (docs/data.md).
   """
   builder = prepare(get_builder(name, data_dir=data_dir, manual_dir=manual_dir,
                                 **builder_kwargs))

@@ -5,7 +5,7 @@
   probs = matcher.score_pairs(xa, xb)     # (N, 64, 64[, 1]) each
   matcher = Matcher.from_export('model.jaxexport')   # launch.export output
 
-Only the MLPP inference subtree is loaded onto the devices (REFERENCE "MLPP").
+Only the MLPP inference subtree is loaded onto the devices (MLPP, paper Sec. 3.5).
 Index 0 / `xa` is the visible/optical patch, index 1 / `xb` the other spectrum.
 """
 from typing import Any, Dict, Mapping, Optional

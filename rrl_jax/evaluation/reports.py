@@ -1,6 +1,6 @@
 """Evaluation reports: results.json, results.md, roc.png, error galleries, MGLA maps.
 
-Published numbers are REFERENCE "Published FPR95 (%)". Our numbers are set
+Published numbers are the papers' FPR95 tables (docs/evaluation.md). Our numbers are set
 beside them only as far as our data is the official benchmark data; otherwise
 the report says so in its first lines.
 """
@@ -16,7 +16,7 @@ import numpy as np
 from rrl_jax.evaluation import metrics
 
 RESULTS_FORMAT = 'rrl_jax.results/1'
-# REFERENCE "Published FPR95 (%)": RRL-Net (Keras), per split as we name them.
+# Published FPR95 (%) of RRL-Net (Keras, the paper's tables), per split as we name them.
 PUBLISHED_RRL = {
     'vis_nir': {'field': 2.16, 'forest': 0.04, 'indoor': 0.86, 'mountain': 0.59,
                 'oldbuilding': 0.41, 'street': 0.26, 'urban': 0.14, 'water': 1.65,
@@ -95,7 +95,7 @@ def results_markdown(record: Mapping[str, Any]) -> str:
               'test categories: it is not the published mean.']
   column = _OTHERS_COLUMN.get(dataset)
   if official and column is not None:
-    lines += ['', 'Other published methods (mean FPR95 %, REFERENCE):', '']
+    lines += ['', 'Other published methods (mean FPR95 %, from their papers):', '']
     lines += [f'- {k}: {_fmt(v[column])}' for k, v in PUBLISHED_OTHERS.items()]
   elif not official:
     lines += ['', 'Published RRL-Net FPR95 (%) for orientation: VIS-NIR mean 0.76, '

@@ -1,6 +1,6 @@
 """Batched, data-parallel scoring with the MLPP-pruned model, and per-split metrics.
 
-Only the inference subtree is applied (REFERENCE "MLPP": for RRL-Net the
+Only the inference subtree is applied (MLPP, paper Sec. 3.5: for RRL-Net the
 encoders, FIL, metric network and last stage head; for every registered network
 what `score_only=True` touches, scored as sigmoid of its logit-like output). Batches are sharded over a 1-D 'data' mesh of all
 devices with variables replicated; the last partial batch is zero-padded to the
@@ -197,7 +197,7 @@ def split_selection_fpr95(model: RRLNet, variables: Mapping[str, Any], patches: 
                     slice_size: Optional[int] = None) -> float:
   """Model-selection score: FPR95 (%), averaged over consecutive slices.
 
-  REFERENCE "Evaluation protocol": the official VIS-NIR selection scores
+  As the official VIS-NIR selection scores
   `val_data.npy` in 8 slices of 10,000 pairs (`slice_size=10000`) and averages.
   """
   scores = score_pairs(model, variables, patches, batch_size, mesh)

@@ -1,7 +1,6 @@
 """Keras-faithful building blocks: BatchNorm, CBL, TF1 bilinear upsampling.
 
-The details here decide parity with the official Keras 2.2 model (REFERENCE,
-"Keras defaults that matter for parity").
+The details here decide parity with the official Keras 2.2 model (docs/faithfulness.md).
 """
 from typing import Any, Optional
 
@@ -108,7 +107,7 @@ def dense(features: int, dtype=None, name=None) -> nn.Dense:
 
 
 class CBL(nn.Module):
-  """Conv (k x k, 'same', bias) -> BatchNorm -> LeakyReLU(0.1) (REFERENCE notation)."""
+  """Conv (k x k, 'same', bias) -> BatchNorm -> LeakyReLU(0.1) (the paper's notation)."""
   features: int
   kernel: int = 3
   dtype: Optional[Any] = None
@@ -189,7 +188,7 @@ def _upsample_axis_x2(x: jax.Array, axis: int) -> jax.Array:
 def upsample_bilinear_x2(x: jax.Array) -> jax.Array:
   """Bilinear x2 upsampling of NHWC maps with Keras 2.2 / TF 1.14 semantics.
 
-  align_corners=False *without* half-pixel centres (REFERENCE). This is not what
+  align_corners=False *without* half-pixel centres (docs/faithfulness.md). This is not what
   jax.image.resize computes (it uses half-pixel centres).
   """
   return _upsample_axis_x2(_upsample_axis_x2(x, 2), 1)

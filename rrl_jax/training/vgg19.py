@@ -1,6 +1,6 @@
 """Frozen VGG19 (ImageNet, no top) up to block5_conv4, for the perceptual loss.
 
-REFERENCE "Training objective": the reconstruction term compares VGG19
+The reconstruction term (docs/training.md) compares VGG19
 block5_conv4 features (after its ReLU). Weights cannot be downloaded at run
 time: they are read from the file Keras users have on disk,
 `vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5` (HDF5, one group per layer;
