@@ -18,7 +18,7 @@ branch copies and their numeric names do not give the creation order.
 """
 import os
 import re
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Tuple
 
 import numpy as np
 

@@ -1,17 +1,18 @@
 """Parameter table per component, for the training tree and the inference subtree.
 
-The program is `python -m launch.summary` (launch/summary.py). Works for every registered network (rrl_jax.models.MODELS); counts come from
-jax.eval_shape (no compile). The inference subtree is what the match score
-needs (MLPP, paper Sec. 3.5; rrl_jax.pruning).
+The program is `python -m launch.summary` (launch/summary.py). Works for every
+registered network (rrl_jax.models.MODELS); counts come from jax.eval_shape (no
+compile). The inference subtree is what the match score needs (MLPP, paper
+Sec. 3.5; rrl_jax.pruning).
 """
 import json
-from typing import Any, Dict, Sequence
+from typing import Any, Dict
 
 import jax
 import jax.numpy as jnp
 
 from rrl_jax import pruning
-from rrl_jax.models import MODELS, get_model, model_config, variants
+from rrl_jax.models import model_config
 
 # Descriptions of RRL-Net's components; other networks' top-level modules are
 # listed under their own names.
