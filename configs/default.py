@@ -23,10 +23,22 @@ from rrl_jax.training.losses import LOSS_NAMES
 from rrl_jax.models import variants
 from rrl_jax.training.optim import default_optimizer_config
 
-# ../shared/data beside the repository (real scenes for configs/scenes.py, roadscene.py).
-SHARED_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
+# The real data of configs/scenes.py and roadscene.py: $RRL_JAX_DATA_DIR, else
+# ../shared/data beside a source checkout.
+DATA_DIR_ENV = 'RRL_JAX_DATA_DIR'
+CHECKOUT_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))), '..', 'shared', 'data')
 VGG19_DEFAULT = '~/.keras/models/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5'
+
+
+def real_data_dir(name: str) -> str:
+  """Folder `name` of the real data: under $RRL_JAX_DATA_DIR, else ../shared/data.
+
+  Given even when absent (configs load anywhere, e.g. for --show_config or a
+  --config.dataset.manual_dir override); loading the dataset then fails with
+  one error naming the missing folder and how to point at it.
+  """
+  return os.path.abspath(os.path.join(os.environ.get(DATA_DIR_ENV) or CHECKOUT_DATA, name))
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
@@ -179,7 +191,7 @@ def _architecture_fields(model):
 
 
 def apply_paper_protocol(c: ml_collections.ConfigDict) -> None:
-  """The official training recipe (REFERENCE "Training objective"): batch 64,
+  """The official training recipe (docs/training.md): batch 64,
   40 epochs of N/64 random batches, VGG19 perceptual loss, Keras Nadam lr 2e-4.
   Which BatchNorm statistics are evaluated follows config.protocol (precise BN
   under 'clean', the official moving averages under 'paper')."""
@@ -209,12 +221,8 @@ def paper_benchmark(name: str, arg: str = '', *, train_split: str = 'train',
 
 
 def apply_test_overrides(c: ml_collections.ConfigDict) -> None:
-  """Tiny model, tiny in-memory data, a few steps: seconds on one CPU."""
-  if c.model_name == 'rrl_net':
-    c.model.widths = (4, 8, 8, 16, 16)
-    c.model.head_hidden = (16, 8)
-  else:
-    c.model.update(variants.REDUCED_KWARGS[c.model_name])
+  """Tiny model (variants.REDUCED_KWARGS), tiny in-memory data, a few steps: seconds on one CPU."""
+  c.model.update(variants.REDUCED_KWARGS[c.model_name])
   c.dataset.name = 'toy'
   c.dataset.builder_kwargs = ml_collections.ConfigDict({'num_pairs': 64})
   c.dataset.test_splits = ('test',)

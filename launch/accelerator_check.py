@@ -33,6 +33,7 @@ from typing import Any, Dict, List, Optional
 from absl import app, flags
 
 from rrl_jax import cli
+from rrl_jax import logs
 
 FLAGS = flags.FLAGS
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -128,7 +129,7 @@ def run_training(config: str, steps: int, timeout: float, workdir: str) -> Dict[
 
 
 def bench_rows(bench_args, which: str, deadline: float) -> List[Dict[str, Any]]:
-  from launch import bench, bench_deploy  # pylint: disable=g-import-not-at-top
+  from launch.bench import compute, deploy, harness  # pylint: disable=g-import-not-at-top
   rows = []
 
   def add(kind, fn, *a):
@@ -139,11 +140,11 @@ def bench_rows(bench_args, which: str, deadline: float) -> List[Dict[str, Any]]:
     row = fn(*a)
     if row is not None:
       rows.append(row)
-      print(bench.format_table([row], {}).splitlines()[-1], flush=True)
+      print(harness.format_table([row], {}).splitlines()[-1], flush=True)
 
-  train = lambda d, w, n: bench.bench_train(bench_args, d, w, n, True)
-  infer = lambda d, w, n: bench.bench_infer(bench_args, d, w, n, full=False)
-  folded = lambda d, w, n: bench_deploy.bench_folded(bench_args, d, w, n)
+  train = lambda d, w, n: compute.bench_train(bench_args, d, w, n, True)
+  infer = lambda d, w, n: compute.bench_infer(bench_args, d, w, n, full=False)
+  folded = lambda d, w, n: deploy.bench_folded(bench_args, d, w, n)
   train_b, infer_b = bench_args.train_batch_sizes, bench_args.infer_batch_sizes
   fold_b = 256 if 256 in infer_b else infer_b[0]
   # Most wanted first, so a budget cut drops the least wanted rows: the
@@ -153,7 +154,7 @@ def bench_rows(bench_args, which: str, deadline: float) -> List[Dict[str, Any]]:
           ('infer', infer, [b for b in infer_b if b != fold_b])]
   if which == 'one':
     for dtype in bench_args.dtypes:
-      add('peak', lambda d: bench.bench_peak(bench_args, d), dtype)
+      add('peak', lambda d: compute.bench_peak(bench_args, d), dtype)
   for kind, fn, batches in plan:
     for b in batches:
       for dtype in bench_args.dtypes:
@@ -214,18 +215,18 @@ def run(out_dir: str, quick: bool = False, budget_s: float = 380.0,
         train_config=None, train_steps=None, train_reserve_s: float = 150.0
         ) -> Dict[str, Any]:
   import jax  # pylint: disable=g-import-not-at-top
-  from launch import bench  # pylint: disable=g-import-not-at-top
-  from launch import bench_measure as measure  # pylint: disable=g-import-not-at-top
+  from launch.bench import harness  # pylint: disable=g-import-not-at-top
+  from launch.bench import timing  # pylint: disable=g-import-not-at-top
   start = time.perf_counter()
   deadline = start + budget_s
   train_b = [int(b) for b in (train_batch_sizes or ([4] if quick else [64, 256, 1024]))]
   infer_b = [int(b) for b in (infer_batch_sizes or ([8] if quick else [64, 256, 1024]))]
-  bench_args = bench.options(
+  bench_args = harness.options(
       recon_loss='mse', repeats=repeats or (2 if quick else 5), dtypes=dtypes,
       train_batch_sizes=train_b, infer_batch_sizes=infer_b,
       peak_n=256 if quick else 8192,
       **(dict(widths=(4, 8, 8, 16, 16), head_hidden=(16, 8)) if quick else {}))
-  info = measure.machine_info()
+  info = timing.machine_info()
   print('machine:', json.dumps(info), flush=True)
   parity = (run_parity(list(parity_tests), parity_k, deadline - time.perf_counter())
             if parity_tests else {'status': 'skipped'})
@@ -258,7 +259,7 @@ def main(argv):
   del argv
   from rrl_jax import xla_cpu  # pylint: disable=g-import-not-at-top
   xla_cpu.apply_xla_flags()  # Before the backend starts, as launch.bench.
-  cli.quiet_logging()
+  logs.quiet_logging()
   if not FLAGS.out_dir:
     sys.exit('launch.accelerator_check: error: --out_dir is required.')
   result = run(FLAGS.out_dir, FLAGS.quick, FLAGS.budget_s, FLAGS.parity_tests,

@@ -29,6 +29,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from rrl_jax import cli
+from rrl_jax import logs
 from rrl_jax.evaluation import published as published_lib
 from rrl_jax import xla_cpu
 from rrl_jax.evaluation import comparison as stats
@@ -344,7 +345,7 @@ flags.mark_flags_as_required(['config', 'variants', 'workdir'])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  cli.quiet_logging()
+  logs.quiet_logging()
   xla_cpu.apply_xla_flags()
   flag = flags.FLAGS['config']
   config_file = config_flags.get_config_filename(flag)

@@ -26,10 +26,11 @@ from typing import Any, Dict, List, Optional, Sequence
 from absl import app, flags, logging
 
 from rrl_jax import cli
+from rrl_jax import logs
 from rrl_jax.training import bn_recalibration
+from rrl_jax import checkpoint_format
 from rrl_jax.data.toy import TOY_DATASET
 from rrl_jax.errors import UserError
-from rrl_jax.training import checkpoints as checkpoint
 from rrl_jax.training import workdir
 from rrl_jax.evaluation import scoring as evaluation
 from rrl_jax.evaluation import reports
@@ -147,7 +148,7 @@ def recalibrate_checkpoint(checkpoint_dir: str, out_dir: str, split_data: Any, *
                      f'{batch_size} must be positive.')
   import jax  # pylint: disable=g-import-not-at-top
   from rrl_jax.training.step import make_mesh  # pylint: disable=g-import-not-at-top
-  variables, meta = checkpoint.load_variables(checkpoint_dir, step)
+  variables, meta = checkpoint_format.load_variables(checkpoint_dir, step)
   model = model_from_config(meta.get('model') or {})
   mesh = make_mesh()
   if batch_size % mesh.size:
@@ -163,10 +164,10 @@ def recalibrate_checkpoint(checkpoint_dir: str, out_dir: str, split_data: Any, *
       rng=jax.random.key(seed), num_batches=batches)
   info = {'kind': 'recalibrated', 'batches': batches, 'batch_size': batch_size,
           'augment': use_aug, 'split': split}
-  moving = checkpoint.load_moving_batch_stats(checkpoint_dir, step)
+  moving = checkpoint_format.load_moving_batch_stats(checkpoint_dir, step)
   new_meta = dict(meta, bn_statistics=info,
                   recalibrated_from=os.path.abspath(checkpoint_dir))
-  return checkpoint.save_variables(
+  return checkpoint_format.save_variables(
       out_dir, {'params': variables['params'], 'batch_stats': new_stats}, new_meta,
       moving_batch_stats=moving if moving is not None else variables['batch_stats'])
 
@@ -203,7 +204,7 @@ def run(checkpoint_dir: str, out: str, dataset: Optional[str] = None,
   batch_size = batch_size or (config.get('eval_batch_size') if config else None) or 256
   protocol = protocol or (config.get('protocol') if config else None) or 'clean'
 
-  variables, meta = checkpoint.load_variables(checkpoint_dir, step)
+  variables, meta = checkpoint_format.load_variables(checkpoint_dir, step)
   model = model_from_config(meta.get('model') or {}, name=meta.get('model_name'))
   if split_data is None:
     from rrl_jax import data  # pylint: disable=g-import-not-at-top
@@ -216,7 +217,7 @@ def run(checkpoint_dir: str, out: str, dataset: Optional[str] = None,
                                        dataset=dataset, return_scores=True,
                                        progress=progress)
   info = dict(meta.get('bn_statistics') or {})
-  moving = checkpoint.load_moving_batch_stats(checkpoint_dir, step)
+  moving = checkpoint_format.load_moving_batch_stats(checkpoint_dir, step)
   if moving is not None:
     info = bn_recalibration.evaluate_moving_averages(
         results, model, variables, moving, split_data, batch_size, None, info)
@@ -264,7 +265,7 @@ def recalibrate_from_flags(config, checkpoint_dir: str) -> str:
 def main(argv):
   del argv
   xla_cpu.apply_xla_flags()  # Before the backend starts (measured faster).
-  cli.quiet_logging()
+  logs.quiet_logging()
   if not FLAGS.checkpoint:
     sys.exit('launch.evaluate: error: --checkpoint is required.')
   try:
@@ -282,7 +283,7 @@ def main(argv):
                    None if FLAGS.recalibrate_split else FLAGS.step,
                    FLAGS.mgla_pairs, FLAGS.mlpp, progress=True,
                    overwrite=FLAGS.overwrite)
-  except (ValueError, OSError, UserError, checkpoint.CheckpointError) as e:
+  except (ValueError, OSError, UserError) as e:
     sys.exit(f'launch.evaluate: error: {e}')
   print(reports.results_markdown(record))
   print(f'Reports written to {FLAGS.out}')

@@ -14,8 +14,9 @@ import sys
 from absl import app, flags
 
 from rrl_jax import cli, xla_cpu
+from rrl_jax import checkpoint_format
+from rrl_jax import logs
 from rrl_jax.errors import UserError
-from rrl_jax.training import checkpoints as checkpoint
 from rrl_jax.training import workdir
 
 FLAGS = flags.FLAGS
@@ -47,10 +48,10 @@ def run(checkpoint_dir: str, out: str, step=None, platforms=('cpu', 'cuda'),
 
 def _export(checkpoint_dir, out, step, platforms):
   from rrl_jax.evaluation import export  # pylint: disable=g-import-not-at-top
-  _, step = checkpoint.load_meta(checkpoint_dir, step)
-  variables, meta = checkpoint.load_variables(checkpoint_dir, step)
+  _, step = checkpoint_format.load_meta(checkpoint_dir, step)
+  variables, meta = checkpoint_format.load_variables(checkpoint_dir, step)
   if not isinstance(meta.get('model'), dict):
-    raise checkpoint.CheckpointError(
+    raise checkpoint_format.CheckpointError(
         f'{checkpoint_dir}: checkpoint meta has no "model" entry (model kwargs).')
   return export.export_checkpoint(variables, meta, out,
                                   source=os.path.abspath(checkpoint_dir),
@@ -60,13 +61,13 @@ def _export(checkpoint_dir, out, step, platforms):
 def main(argv):
   del argv
   xla_cpu.apply_xla_flags()
-  cli.quiet_logging()
+  logs.quiet_logging()
   if not FLAGS.checkpoint:
     sys.exit('launch.export: error: --checkpoint is required.')
   try:
     ckpt = cli.checkpoint_dir(FLAGS.checkpoint)
     side = run(ckpt, FLAGS.out, FLAGS.step, FLAGS.platforms, FLAGS.overwrite)
-  except (ValueError, UserError, checkpoint.CheckpointError) as e:
+  except (ValueError, UserError) as e:
     sys.exit(f'launch.export: error: {e}')
   c = side['counts']
   print(f"exported {FLAGS.out} ({side['bytes'] / 2**20:.1f} MiB, "

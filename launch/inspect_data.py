@@ -17,6 +17,7 @@ from absl import flags
 import numpy as np
 
 from rrl_jax import cli
+from rrl_jax import logs
 from rrl_jax import data
 
 FLAGS = flags.FLAGS
@@ -125,7 +126,7 @@ def inspect(dataset: str, data_dir: Optional[str] = None,
 def main(argv, flag_values=FLAGS) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  cli.quiet_tfds()
+  logs.quiet_tfds()
   f = flag_values
   try:
     inspect(f.dataset, data_dir=f.data_dir, manual_dir=f.manual_dir,

@@ -20,6 +20,7 @@ from ml_collections import config_flags
 
 from rrl_jax import cli
 from rrl_jax import distributed
+from rrl_jax import logs
 from rrl_jax import xla_cpu
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -87,41 +88,26 @@ def _parse_flags(argv):
     sys.exit(1)
 
 
-def quiet_console() -> None:
-  """Our progress bar and lines only: no TFDS/absl/Orbax chatter (--verbosity=0
-  or higher brings it back)."""
-  import warnings  # pylint: disable=g-import-not-at-top
-  logging.set_verbosity(logging.ERROR)  # TFDS "Using custom data configuration".
-  warnings.filterwarnings('ignore', category=DeprecationWarning)
-  warnings.filterwarnings('ignore', category=FutureWarning)
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  tfds.disable_progress_bar()
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   if _SHOW_CONFIG.value:
     print('\n'.join(cli.config_lines(_CONFIG.value)))
     return
-  if not flags.FLAGS['verbosity'].present:
-    quiet_console()
+  logs.quiet_logging(logging.ERROR)  # Our progress bar and lines only.
   xla_cpu.apply_xla_flags()  # Before the backend starts (measured faster).
   distributed.initialize(_COORD.value, _NPROC.value, _PID.value,
                          cpu_collectives=_CPU_COLL.value)
   # pylint: disable=g-import-not-at-top
-  from rrl_jax.data import DataError
   from rrl_jax.errors import UserError
   from rrl_jax.training import train
-  from rrl_jax.training.checkpoints import CheckpointError
   from rrl_jax.training.preemption import PREEMPTED_EXIT_CODE, Preempted
-  from rrl_jax.training.vgg19 import VGG19WeightsError
   # pylint: enable=g-import-not-at-top
   try:
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value,
                              allow_config_change=_ALLOW_CHANGE.value,
                              restart_from_scratch=_RESTART.value)
-  except (UserError, DataError, VGG19WeightsError, CheckpointError) as e:
+  except UserError as e:
     sys.exit(f'ERROR: {e}')  # Each names the field/path and the fix.
   except Preempted as e:
     print(e, flush=True)

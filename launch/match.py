@@ -16,7 +16,8 @@ from absl import app, flags
 import numpy as np
 
 from rrl_jax import cli
-from rrl_jax.training import checkpoints as checkpoint
+from rrl_jax import logs
+from rrl_jax import checkpoint_format
 from rrl_jax.evaluation import scoring as evaluation
 from rrl_jax.evaluation import matcher
 from rrl_jax import xla_cpu
@@ -103,7 +104,7 @@ def run(checkpoint_dir: str, out: str, pairs: Optional[str] = None,
     data = matcher.cut_pairs_at_keypoints(
         matcher.read_grey_image(image_a), matcher.read_grey_image(image_b),
         matcher.read_keypoints(keypoints), patch_size)
-  if export:  # An exported scorer (rrl_jax.export) instead of a checkpoint.
+  if export:  # An exported scorer (rrl_jax.evaluation.export) instead of a checkpoint.
     match = matcher.Matcher.from_export(export, batch_size=batch_size, resize=resize)
   else:
     match = matcher.Matcher.from_checkpoint(checkpoint_dir, step,
@@ -134,7 +135,7 @@ def descriptors_path(path: str, overwrite: bool = False) -> str:
 def main(argv):
   del argv
   xla_cpu.apply_xla_flags()  # Before the backend starts (measured faster).
-  cli.quiet_logging()
+  logs.quiet_logging()
   if bool(FLAGS.checkpoint) == bool(FLAGS.export):
     sys.exit('launch.match: error: give one of --checkpoint or --export.')
   try:
@@ -145,7 +146,7 @@ def main(argv):
                  FLAGS.resize, FLAGS.patch_size, FLAGS.step,
                  overwrite=FLAGS.overwrite, progress=True, export=FLAGS.export,
                  descriptors_out=FLAGS.descriptors_out)
-  except (ValueError, checkpoint.CheckpointError) as e:
+  except (ValueError, checkpoint_format.CheckpointError) as e:
     sys.exit(f'launch.match: error: {e}')
   print(f'{len(scores)} pairs scored -> {out} '
         f'(P(match) > 0.5: {int(np.sum(scores > 0.5))})')

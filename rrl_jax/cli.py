@@ -8,35 +8,17 @@
 - `load_config_file()` / `parse_flags()`: a --config file that does not exist,
   or raises at import or in get_config(), is one error line naming it (never
   ml_collections' traceback).
-- `quiet_logging()`: WARNING verbosity unless --verbosity was given, and the
-  jax backend probe ("Unable to initialize backend 'tpu'") and Orbax's per-file
-  INFO lines silenced, so an inference run prints its result and little else.
+Log silencing is rrl_jax/logs.py.
 """
 import importlib.util
-import logging as std_logging
 import os
 import sys
 import traceback
 
 from absl import app
 from absl import flags
-from absl import logging
 
 FLAGS = flags.FLAGS
-_CHATTY_LOGGERS = ('jax._src.xla_bridge', 'absl', 'orbax', 'orbax.checkpoint')
-# TFDS warns on every custom BuilderConfig and before each first build.
-_ROUTINE_TFDS = ('Using custom data configuration', 'Variant folder')
-
-
-def _not_routine_tfds(record: std_logging.LogRecord) -> bool:
-  return not str(record.msg).startswith(_ROUTINE_TFDS)
-
-
-def quiet_tfds() -> None:
-  """Drops TFDS's routine warnings (custom config, first build); keeps the rest."""
-  logger = std_logging.getLogger('absl')
-  if _not_routine_tfds not in logger.filters:
-    logger.addFilter(_not_routine_tfds)
 
 
 class _HelpFlag(app.HelpFlag):
@@ -107,22 +89,11 @@ def checkpoint_dir(path: str) -> str:
 
   Raises CheckpointError (rrl_jax.training.checkpoints) when there is none.
   """
-  from rrl_jax.training import checkpoints  # pylint: disable=g-import-not-at-top
-  directory, note = checkpoints.resolve_workdir(path)
+  from rrl_jax import checkpoint_format  # pylint: disable=g-import-not-at-top
+  directory, note = checkpoint_format.resolve_workdir(path)
   if note:
     print(note)
   return directory
-
-
-def quiet_logging() -> None:
-  """WARNING and above only, unless --verbosity was passed (call inside main)."""
-  if FLAGS['verbosity'].present:
-    return
-  quiet_tfds()
-  logging.set_verbosity(logging.WARNING)
-  for name in _CHATTY_LOGGERS:
-    std_logging.getLogger(name).setLevel(std_logging.WARNING)
-  std_logging.getLogger('jax._src.xla_bridge').setLevel(std_logging.ERROR)
 
 
 def config_lines(config, prefix: str = 'config.'):

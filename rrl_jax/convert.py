@@ -1,6 +1,6 @@
 r"""Import official Keras weights into an rrl_jax checkpoint.
 
-  python -m rrl_jax.convert [--model=rrl_net] --keras_h5=match_model_best.hdf5 --out=DIR
+The program is `python -m launch.convert` (launch/convert.py).
 
 Reads `model.save_weights` files, full `model.save` files (weights under
 `model_weights/`, optimizer state ignored) and the inference-only test model
@@ -18,12 +18,10 @@ branch copies and their numeric names do not give the creation order.
 """
 import os
 import re
-import sys
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Tuple
 
 import numpy as np
 
-from rrl_jax.training import checkpoints as checkpoint
 from rrl_jax import keras_import
 from rrl_jax.models import RRLNet, get_model, model_config, model_name
 
@@ -257,7 +255,7 @@ def zoo_variables(layers: KerasLayers, model, source: str = 'Keras weights'
 
 def convert_keras_h5(path: str, name: str = 'rrl_net', **model_kwargs
                      ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-  """Keras HDF5 -> (variables, meta) ready for checkpoint.save_variables."""
+  """Keras HDF5 -> (variables, meta) ready for checkpoint_format.save_variables."""
   try:
     model = get_model(name, **model_kwargs)
   except (TypeError, ValueError) as e:
@@ -299,7 +297,3 @@ def check_output_dir(out: str) -> None:
   if not os.access(parent, os.W_OK | os.X_OK):
     raise ConversionError(f'--out={out}: directory {parent} is not writable.')
 
-
-if __name__ == '__main__':  # `python -m rrl_jax.convert`: the program is launch/convert.py.
-  from launch import convert as _program  # pylint: disable=g-import-not-at-top
-  _program.run()

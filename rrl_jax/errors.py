@@ -1,7 +1,9 @@
 """Errors caused by the user's input, reported by the entry points as one line.
 
-`launch/main.py` prints `ERROR: <message>` and exits 1 for a `UserError`;
-anything else is a bug and keeps its traceback.
+Every such error derives from `UserError` (the data, checkpoint, conversion,
+export and VGG19 weight errors too, each defined beside its module); the
+programs print `ERROR: <message>` and exit 1 for one. Anything else is a bug
+and keeps its traceback.
 """
 
 

@@ -19,6 +19,8 @@ from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
+from rrl_jax.errors import UserError
+
 KerasLayers = Mapping[str, Mapping[str, np.ndarray]]
 Path = Tuple[str, ...]
 Plan = Mapping[str, Sequence[Path]]
@@ -43,7 +45,7 @@ REQUIRED = {
 _KERNEL_TYPES = {4: 'conv2d', 3: 'conv1d', 2: 'dense'}
 
 
-class ConversionError(ValueError):
+class ConversionError(UserError, ValueError):
   """Keras weights that do not fit the Flax model (one clear message)."""
 
 

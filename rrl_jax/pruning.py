@@ -1,4 +1,4 @@
-"""MLPP: multi-loss post-pruning (paper Sec. 3.5, REFERENCE "MLPP").
+"""MLPP: multi-loss post-pruning (paper Sec. 3.5).
 
 After training, everything that only served a loss (RRL-Net: both decoders,
 the module heads, the stage heads before the last; the comparison networks:
@@ -10,7 +10,7 @@ model code with `score_only=True`, which touches exactly that subtree.
 """
 import functools
 import math
-from typing import Any, Dict, List, Mapping, Tuple
+from typing import Any, Dict, List, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -35,11 +35,6 @@ def score_path_shapes(model) -> Dict[str, Any]:
     return _score_shapes_cached(model)
   except TypeError:  # an unhashable field value: no caching
     return _score_shapes_uncached(model)
-
-
-def inference_collections(model) -> Tuple[str, ...]:
-  """Top-level submodules the match score needs."""
-  return tuple(score_path_shapes(model)['params'])
 
 
 def _select(tree: Mapping[str, Any], shapes: Mapping[str, Any], prefix: str,

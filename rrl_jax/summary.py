@@ -1,23 +1,18 @@
-r"""Parameter table per component, for the training tree and the inference subtree.
+"""Parameter table per component, for the training tree and the inference subtree.
 
-  python -m rrl_jax.summary [--model=rrl_net|scfdm|afd_net|mfd_net|efr_net|fil_net]
-      [--json] [--widths=16,32,64,128,256] [--set=field=JSON ...]
-  python -m rrl_jax.summary --model=rrl_net:no_ae   # an ablation (models/variants.py)
-
-Works for every registered network (rrl_jax.models.MODELS); counts come from
-jax.eval_shape (no compile). The inference subtree is what the match score
-needs (MLPP, paper Sec. 3.5; rrl_jax.pruning).
+The program is `python -m launch.summary` (launch/summary.py). Works for every
+registered network (rrl_jax.models.MODELS); counts come from jax.eval_shape (no
+compile). The inference subtree is what the match score needs (MLPP, paper
+Sec. 3.5; rrl_jax.pruning).
 """
 import json
-from typing import Any, Dict, Sequence
+from typing import Any, Dict
 
-from absl import app, flags
 import jax
 import jax.numpy as jnp
 
-from rrl_jax import cli
 from rrl_jax import pruning
-from rrl_jax.models import MODELS, get_model, model_config, variants
+from rrl_jax.models import model_config
 
 # Descriptions of RRL-Net's components; other networks' top-level modules are
 # listed under their own names.
@@ -87,22 +82,21 @@ def format_table(summary: Dict[str, Any]) -> str:
 
 
 def model_kwargs(widths, settings) -> Dict[str, Any]:
-  """--widths and --set field=JSON as model kwargs (lists become tuples)."""
+  """--widths and --set field=JSON as model kwargs (lists become tuples).
+
+  A malformed --set item raises ValueError naming it.
+  """
   kwargs: Dict[str, Any] = {}
   if widths:
     kwargs['widths'] = tuple(int(w) for w in widths)
   for item in settings or ():
     field, sep, text = item.partition('=')
     if not sep:
-      raise app.UsageError(f'--set={item!r}: expected field=value.')
+      raise ValueError(f'--set={item!r}: expected field=value.')
     try:
       value = json.loads(text)
     except json.JSONDecodeError as e:
-      raise app.UsageError(f'--set={item!r}: value is not JSON ({e}).') from None
+      raise ValueError(f'--set={item!r}: value is not JSON ({e}).') from None
     kwargs[field] = tuple(value) if isinstance(value, list) else value
   return kwargs
 
-
-if __name__ == '__main__':  # `python -m rrl_jax.summary`: the program is launch/summary.py.
-  from launch import summary as _program  # pylint: disable=g-import-not-at-top
-  _program.run()

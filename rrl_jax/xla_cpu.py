@@ -1,4 +1,4 @@
-"""XLA:CPU settings measured by launch/bench.py (README, "Benchmarks"), applied by every entry point.
+"""XLA:CPU settings measured by launch.bench (docs/benchmarks.md), applied by every entry point.
 
 XLA:CPU in jaxlib 0.10 / 0.12 sends convolutions to YNNPACK by default
 ("__ynn_fusion" in the optimised HLO). On the 2-core AMD EPYC Zen 4 CI machine

@@ -3,7 +3,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rrl_jax.training import checkpoints as checkpoint
+from rrl_jax import checkpoint_format
 from rrl_jax.models import model_config
 
 from conftest import SMALL_MODEL as TINY
@@ -39,6 +39,6 @@ def random_pairs(n, seed=0):
 
 def save_tiny_checkpoint(directory, model, variables):
   """An rrl_jax checkpoint of the reduced model (what training would write)."""
-  checkpoint.save_variables(str(directory), variables,
+  checkpoint_format.save_variables(str(directory), variables,
                             {'model': model_config(model), 'source': 'test'})
   return str(directory)

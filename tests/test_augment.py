@@ -1,4 +1,4 @@
-"""On-device augmentation (rrl_jax.augment): imgaug SomeOf semantics and properties."""
+"""On-device augmentation (rrl_jax.training.augment): imgaug SomeOf semantics and properties."""
 import functools
 
 import jax

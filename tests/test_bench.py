@@ -1,4 +1,4 @@
-"""Smoke test of the benchmark harness (launch/bench.py) on a reduced model.
+"""Smoke test of the benchmark harness (launch/bench/) on a reduced model.
 
 No timing assertions: it checks that every selected part produces a row with the
 fields the table and the JSON promise.
@@ -9,7 +9,7 @@ import json
 from absl import flags
 import pytest
 
-from launch import bench
+from launch.bench import deploy, harness
 
 pytestmark = pytest.mark.heavy(seconds=175)
 
@@ -18,7 +18,7 @@ SMALL = dict(widths=(4, 8, 8, 16, 16), head_hidden=(16, 8))
 
 def test_bench_infer_full_peak_json(tmp_path):
   out = tmp_path / 'bench.json'
-  result = bench.run(bench.options(
+  result = harness.run(harness.options(
       **SMALL, parts=('peak', 'infer', 'full'), dtypes=('float32',), devices=('one',),
       infer_batch_sizes=(4,), repeats=2, peak_n=64, out=str(out)))
   parts = [r['part'] for r in result['rows']]
@@ -34,26 +34,26 @@ def test_bench_infer_full_peak_json(tmp_path):
   saved = json.loads(out.read_text())
   assert saved['machine']['jax'] and len(saved['rows']) == 3
   assert 'float32' in saved['peaks']
-  assert 'infer' in bench.format_table(result['rows'], result['peaks'])
-  assert bench.mlpp_summary(result['rows'])
+  assert 'infer' in harness.format_table(result['rows'], result['peaks'])
+  assert harness.mlpp_summary(result['rows'])
 
 
 def test_bench_rejects_unknown_part():
   with pytest.raises(ValueError, match=r"unknown --parts \['nope'\]"):
-    bench.options(parts=('nope',))
+    harness.options(parts=('nope',))
 
 
 def _flag_values(argv):
   flag_values = flags.FlagValues()
-  bench.define_flags(flag_values)
+  harness.define_flags(flag_values)
   flag_values(['bench'] + argv)
   return flag_values
 
 
 def test_bench_flags_give_the_options_defaults_and_parse_lists():
   defaults = _flag_values([])
-  fields = [f.name for f in dataclasses.fields(bench.Options)]
-  assert bench.options(**{f: defaults[f].value for f in fields}) == bench.options()
+  fields = [f.name for f in dataclasses.fields(harness.Options)]
+  assert harness.options(**{f: defaults[f].value for f in fields}) == harness.options()
   values = _flag_values(['--train_batch_sizes=4,8', '--dtypes=float32'])
   assert values.train_batch_sizes == [4, 8] and values.dtypes == ['float32']
   with pytest.raises(flags.IllegalFlagValueError, match='integers'):
@@ -62,30 +62,30 @@ def test_bench_flags_give_the_options_defaults_and_parse_lists():
 
 def test_bench_cli_error_is_one_line():
   with pytest.raises(SystemExit) as exit_:
-    bench.main(['bench'], _flag_values(['--parts=nope']))
+    harness.main(['bench'], _flag_values(['--parts=nope']))
   assert str(exit_.value).startswith("launch.bench: error: unknown --parts ['nope']")
   assert '\n' not in str(exit_.value)
 
 
 def test_bench_model_flag_trains_and_scores_another_network():
-  result = bench.run(bench.options(
+  result = harness.run(harness.options(
       model='efr_net', widths=(4, 8, 8, 16), head_hidden=(16, 8),
       parts=('train', 'infer'), dtypes=('float32',), devices=('one',),
       train_batch_sizes=(4,), infer_batch_sizes=(4,), repeats=1))
   train, infer = result['rows']
   assert train['model'] == infer['model'] == 'efr_net'
   # The real train step (EFR-Net's BCE x3 objective), not the fallback.
-  assert train['step'] == 'rrl_jax.train_step.make_train_step', train['step']
+  assert train['step'] == 'rrl_jax.training.step.make_train_step', train['step']
   assert train['pairs_per_s'] > 0 and infer['pairs_per_s'] > 0
 
 
 def test_bench_rejects_unknown_model():
   with pytest.raises(ValueError, match='resnet'):
-    bench.options(model='resnet')
+    harness.options(model='resnet')
 
 
 def test_bench_folded_and_match_rows():
-  result = bench.run(bench.options(
+  result = harness.run(harness.options(
       **SMALL, parts=('folded', 'match'), dtypes=('float32',), devices=('one',),
       infer_batch_sizes=(4,), repeats=2, match_pairs=6, match_batch_size=4))
   folded, *match = result['rows']
@@ -95,18 +95,17 @@ def test_bench_folded_and_match_rows():
   assert [r['source'] for r in match] == ['checkpoint', 'export']
   assert all(r['pairs'] == 6 and r['median_s'] > 0 for r in match)
   assert match[1]['export_s'] > 0
-  from launch import bench_deploy
-  assert len(bench_deploy.fold_summary(result['rows'])) == 3
+  assert len(deploy.fold_summary(result['rows'])) == 3
 
 
 def test_bench_train_rows_time_the_real_step():
   """'train' is the step training runs (augmentation on); 'trainpure' without."""
-  result = bench.run(bench.options(
+  result = harness.run(harness.options(
       **SMALL, parts=('train', 'trainpure'), dtypes=('float32',), devices=('one',),
       train_batch_sizes=(4,), repeats=1, warmup=0))
   rows = {r['part']: r for r in result['rows']}
   assert set(rows) == {'train', 'trainpure'}
   assert rows['train']['augment'] and not rows['trainpure']['augment']
   for row in rows.values():
-    assert row['step'] == 'rrl_jax.train_step.make_train_step'
+    assert row['step'] == 'rrl_jax.training.step.make_train_step'
     assert row['step_s'] > 0 and row['flops_per_pair'] > 0

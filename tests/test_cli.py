@@ -9,8 +9,8 @@ import pytest
 from conftest import REPO
 
 PROGRAMS = ['launch.main', 'launch.match', 'launch.evaluate', 'launch.inspect_data',
-            'launch.bench', 'launch.bench_pipeline', 'rrl_jax.convert', 'rrl_jax.summary',
-            'launch.export', 'launch.accelerator_check', 'launch.bench_ab']
+            'launch.bench', 'launch.bench_pipeline', 'launch.convert', 'launch.summary',
+            'launch.export', 'launch.accelerator_check']
 
 
 @pytest.mark.parametrize('program', PROGRAMS)
@@ -25,7 +25,7 @@ def test_help_exits_zero_with_usage(program):
 
 def test_helpfull_exits_zero():
   env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS='cpu')
-  done = subprocess.run([sys.executable, '-m', 'rrl_jax.summary', '--helpfull'],
+  done = subprocess.run([sys.executable, '-m', 'launch.summary', '--helpfull'],
                         capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
   assert done.returncode == 0 and '--verbosity' in done.stdout
 

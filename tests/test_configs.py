@@ -61,6 +61,29 @@ def test_scenes_and_demo():
   assert d.model.widths == (16, 32, 64, 128, 256)
 
 
+@pytest.mark.parametrize('name, folder', [('scenes', 'rgbnir_scenes'),
+                                          ('roadscene', 'roadscene')])
+def test_real_data_root_comes_from_the_environment(monkeypatch, tmp_path, name, folder):
+  monkeypatch.setenv('RRL_JAX_DATA_DIR', str(tmp_path))
+  c = _parse([f'--config={REPO}/configs/{name}.py'])
+  assert c.dataset.manual_dir == str(tmp_path / folder)
+  monkeypatch.delenv('RRL_JAX_DATA_DIR')  # Unset: ../shared/data beside the checkout.
+  c = _parse([f'--config={REPO}/configs/{name}.py'])
+  assert c.dataset.manual_dir == os.path.abspath(
+      os.path.join(REPO, '..', 'shared', 'data', folder))
+
+
+def test_absent_real_data_is_one_error_naming_it(monkeypatch, tmp_path):
+  from rrl_jax import data  # pylint: disable=g-import-not-at-top
+  monkeypatch.setenv('RRL_JAX_DATA_DIR', str(tmp_path / 'nowhere'))
+  c = _parse([f'--config={REPO}/configs/scenes.py'])
+  with pytest.raises(data.ManualFilesMissingError) as e:
+    data.load_split(c.dataset.name, 'country', manual_dir=c.dataset.manual_dir,
+                    data_dir=str(tmp_path / 'tfds'))
+  assert f'missing: {tmp_path}/nowhere/rgbnir_scenes' in str(e.value)
+  assert 'RRL_JAX_DATA_DIR' in str(e.value)
+
+
 def test_override_flags():
   c = _parse([f'--config={REPO}/configs/vis_nir.py', '--config.batch_size=128',
               '--config.optimizer.learning_rate=4e-4', '--config.protocol=paper',
@@ -162,7 +185,7 @@ def test_bad_model_argument_is_a_clear_error(arg, match):
 
 @pytest.mark.parametrize('name', ['vis_nir', 'os', 'sen1_2', 'scenes', 'roadscene'])
 def test_precise_bn_follows_the_protocol(name):
-  from rrl_jax import bn_recalibration  # pylint: disable=g-import-not-at-top
+  from rrl_jax.training import bn_recalibration  # pylint: disable=g-import-not-at-top
   clean = _parse([f'--config={REPO}/configs/{name}.py'])
   paper = _parse([f'--config={REPO}/configs/{name}.py', '--config.protocol=paper'])
   assert bn_recalibration.settings(clean)['batches'] == bn_recalibration.AUTO_BATCHES

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rrl_jax import convert, pruning
-from rrl_jax.training import checkpoints as checkpoint
+from rrl_jax import checkpoint_format
 
 from conftest import KERAS_H5, REPO, require_path
 
@@ -121,13 +121,13 @@ def test_not_hdf5_is_reported(tmp_path):
 
 def test_cli_writes_a_loadable_checkpoint(tmp_path, keras_variables):
   out = tmp_path / 'ckpt'
-  cmd = [sys.executable, '-m', 'rrl_jax.convert', f'--keras_h5={KERAS_H5}',
+  cmd = [sys.executable, '-m', 'launch.convert', f'--keras_h5={KERAS_H5}',
          f'--out={out}']
   env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS='cpu')
   done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
   assert done.returncode == 0, done.stderr[-2000:]
   assert '12,816,740 parameters' in done.stdout
-  variables, meta = checkpoint.load_variables(str(out))
+  variables, meta = checkpoint_format.load_variables(str(out))
   assert meta['format'] == 'rrl_jax' and meta['model']['widths'] == [16, 32, 64, 128, 256]
   _assert_same_tree(variables, keras_variables[0])
   # A second conversion into the same place must not overwrite the first.
@@ -137,16 +137,16 @@ def test_cli_writes_a_loadable_checkpoint(tmp_path, keras_variables):
 
 
 def test_checkpoint_errors_are_clear(tmp_path):
-  with pytest.raises(checkpoint.CheckpointError, match='no such checkpoint'):
-    checkpoint.load_variables(str(tmp_path / 'nope'))
+  with pytest.raises(checkpoint_format.CheckpointError, match='no such checkpoint'):
+    checkpoint_format.load_variables(str(tmp_path / 'nope'))
   (tmp_path / 'empty').mkdir()
-  with pytest.raises(checkpoint.CheckpointError, match='not an rrl_jax checkpoint'):
-    checkpoint.load_variables(str(tmp_path / 'empty'))
+  with pytest.raises(checkpoint_format.CheckpointError, match='not an rrl_jax checkpoint'):
+    checkpoint_format.load_variables(str(tmp_path / 'empty'))
 
 
 def _convert_cli(*args):
   env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS='cpu')
-  return subprocess.run([sys.executable, '-m', 'rrl_jax.convert', *args],
+  return subprocess.run([sys.executable, '-m', 'launch.convert', *args],
                         capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
 
 
@@ -162,7 +162,7 @@ def test_cli_refuses_existing_out_at_once_in_one_line(tmp_path, make):
   assert done.returncode == 1
   lines = done.stderr.strip().splitlines()
   assert len(lines) == 1, done.stderr
-  assert lines[0].startswith(f'rrl_jax.convert: error: --out={out}')
+  assert lines[0].startswith(f'launch.convert: error: --out={out}')
   assert 'refusing to overwrite' in lines[0] and 'USAGE' not in done.stderr
   kept = out if make == 'file' else out / 'notes.txt'
   assert kept.read_text() == 'keep me'
@@ -171,5 +171,5 @@ def test_cli_refuses_existing_out_at_once_in_one_line(tmp_path, make):
 def test_cli_data_error_is_one_line_without_usage(tmp_path):
   done = _convert_cli(f'--keras_h5={tmp_path}/missing.h5', f'--out={tmp_path}/o')
   assert done.returncode == 1
-  assert done.stderr.strip() == (f'rrl_jax.convert: error: {tmp_path}/missing.h5: '
+  assert done.stderr.strip() == (f'launch.convert: error: {tmp_path}/missing.h5: '
                                  'no such file (--keras_h5).')

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from rrl_jax import convert, keras_import, pruning
-from rrl_jax.training import checkpoints as checkpoint
+from rrl_jax import checkpoint_format
 from rrl_jax.models import MODELS, get_model, model_from_config
 
 from conftest import REPO
@@ -166,12 +166,12 @@ def test_cli_converts_scfdm_to_a_loadable_checkpoint(tmp_path):
   write_h5(path, layers, _graph_order('SCFDM'), full_model=True)
   out = tmp_path / 'ckpt'
   env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS='cpu')
-  cmd = [sys.executable, '-m', 'rrl_jax.convert', '--model=scfdm',
+  cmd = [sys.executable, '-m', 'launch.convert', '--model=scfdm',
          f'--keras_h5={path}', f'--out={out}']
   done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
   assert done.returncode == 0, done.stderr[-2000:]
   assert '6,469,122 parameters' in done.stdout and '2,432 BatchNorm' in done.stdout
-  variables, meta = checkpoint.load_variables(str(out))
+  variables, meta = checkpoint_format.load_variables(str(out))
   assert meta['model_name'] == 'scfdm' and meta['model']['model_name'] == 'scfdm'
   assert type(model_from_config(meta['model'])).__name__ == 'SCFDM'
   np.testing.assert_array_equal(np.asarray(variables['params']['cbr6']['conv']['kernel']),

@@ -9,7 +9,7 @@ from launch import evaluate
 from launch import export as export_cli
 from rrl_jax.errors import WorkdirError
 from rrl_jax.training import workdir
-from rrl_jax.training.checkpoints import CheckpointError
+from rrl_jax.checkpoint_format import CheckpointError
 from eval_helpers import random_pairs
 from conftest import REPO
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from launch import evaluate
-from rrl_jax.training import checkpoints as checkpoint
+from rrl_jax import checkpoint_format
 from rrl_jax.models import RRLNet
 from eval_helpers import TINY, random_variables, save_tiny_checkpoint
 from tests.train_helpers import REPO, max_abs_diff
@@ -26,7 +26,7 @@ def source(tmp_path_factory):
   model = RRLNet(**TINY)
   path = save_tiny_checkpoint(tmp_path_factory.mktemp('src'), model,
                               random_variables(model))
-  return path, jax.device_get(checkpoint.load_variables(path)[0])
+  return path, jax.device_get(checkpoint_format.load_variables(path)[0])
 
 
 def test_writes_a_new_checkpoint_and_keeps_the_input(source, tmp_path):
@@ -34,15 +34,15 @@ def test_writes_a_new_checkpoint_and_keeps_the_input(source, tmp_path):
   out = str(tmp_path / 'bn')
   evaluate.recalibrate_checkpoint(path, out, _split(24, 0), split='train',
                                   batches=2, batch_size=8)
-  after = jax.device_get(checkpoint.load_variables(path)[0])
+  after = jax.device_get(checkpoint_format.load_variables(path)[0])
   assert max_abs_diff(before, after) == 0.0  # input untouched
-  new, meta = checkpoint.load_variables(out)
+  new, meta = checkpoint_format.load_variables(out)
   assert meta['bn_statistics'] == {'kind': 'recalibrated', 'batches': 2,
                                    'batch_size': 8, 'augment': False,
                                    'split': 'train'}
   assert max_abs_diff(new['params'], before['params']) == 0.0
   assert max_abs_diff(new['batch_stats'], before['batch_stats']) > 1e-3
-  moving = checkpoint.load_moving_batch_stats(out)
+  moving = checkpoint_format.load_moving_batch_stats(out)
   assert max_abs_diff(moving, before['batch_stats']) == 0.0
   with pytest.raises(ValueError, match='refusing to overwrite'):
     evaluate.recalibrate_checkpoint(path, out, _split(24, 0), split='train',

@@ -117,7 +117,7 @@ def test_cli_export_then_match(tiny_checkpoint, exported, tmp_path):
 
 
 def test_export_refuses_bad_checkpoint_and_existing_out(exported, tmp_path):
-  from rrl_jax.training.checkpoints import CheckpointError
+  from rrl_jax.checkpoint_format import CheckpointError
   with pytest.raises(CheckpointError, match='not an rrl_jax checkpoint'):
     export_cli.run(str(tmp_path), str(tmp_path / 'x.jaxexport'))
   out, _ = exported

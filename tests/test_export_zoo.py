@@ -14,7 +14,7 @@ from rrl_jax.evaluation import export
 from rrl_jax.evaluation import matcher
 from rrl_jax.models import model_config, variants
 from eval_helpers import random_pairs, random_variables
-from rrl_jax.training import checkpoints as checkpoint
+from rrl_jax import checkpoint_format
 
 pytestmark = pytest.mark.heavy(seconds=40)
 
@@ -24,7 +24,7 @@ def test_every_zoo_network_exports_and_scores_as_its_checkpoint(name, tmp_path):
   model = variants.build(name, reduced=True)
   kwargs = model_config(model)
   del kwargs['model_name']  # Training keeps the name beside the kwargs.
-  checkpoint.save_variables(
+  checkpoint_format.save_variables(
       str(tmp_path / 'ckpt'), random_variables(model, seed=1),
       {'model_name': name, 'model': kwargs, 'source': 'rrl_jax.train'}, step=7)
   out = str(tmp_path / f'{name}.jaxexport')

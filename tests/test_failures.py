@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from rrl_jax.training import checkpoints as checkpoint
+from rrl_jax import checkpoint_format
 from rrl_jax.training import train
 from tests.train_helpers import REPO, config_flags_for, max_abs_diff, params_of
 from tests.train_helpers import python_env, run_python, tiny_config
@@ -37,7 +37,7 @@ def test_nan_loss_stops_naming_step_and_terms(two_steps, tmp_path):
   assert 'step 3' in msg and 'recon_b' in msg and 'stage3' not in msg
   assert os.path.join('checkpoints', '2') in msg
   ckpt = os.path.join(workdir, 'checkpoints')
-  assert sorted(checkpoint.manager(ckpt).all_steps()) == [2]
+  assert sorted(checkpoint_format.manager(ckpt).all_steps()) == [2]
   assert max_abs_diff(params_of(workdir), params_of(two_steps)) == 0.0
 
 

@@ -1,4 +1,4 @@
-"""The multi-loss objective (rrl_jax.losses): BCE, reconstruction, terms, weights."""
+"""The multi-loss objective (rrl_jax.training.losses): BCE, reconstruction, terms, weights."""
 import jax
 import jax.numpy as jnp
 import numpy as np

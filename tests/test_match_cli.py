@@ -27,9 +27,9 @@ def test_keras_fixture_round_trip(tmp_path):
   h5 = require_path(os.path.join(KERAS_FIXTURES, 'rrl_weights_seed0.h5'))
   outputs = np.load(require_path(os.path.join(KERAS_FIXTURES, 'outputs_seed0.npz')))
   convert = pytest.importorskip('rrl_jax.convert')
-  from rrl_jax.training import checkpoints as checkpoint
+  from rrl_jax import checkpoint_format
   variables, meta = convert.convert_keras_h5(h5)
-  ckpt = checkpoint.save_variables(str(tmp_path / 'keras'), variables, meta)
+  ckpt = checkpoint_format.save_variables(str(tmp_path / 'keras'), variables, meta)
   pack = np.stack([outputs['x1_u8'][..., 0], outputs['x2_u8'][..., 0]], axis=1)
   np.save(tmp_path / 'pack.npy', pack)
   scores = match.run(ckpt, str(tmp_path / 'scores.npy'),
@@ -114,16 +114,16 @@ def test_cli_prints_real_path_and_refuses_overwrite(tiny_ckpt, tmp_path):
 
 
 def test_training_workdir_uses_its_best(tiny_ckpt, tmp_path):
-  from rrl_jax.training import checkpoints as checkpoint  # pylint: disable=import-outside-toplevel
+  from rrl_jax import checkpoint_format  # pylint: disable=import-outside-toplevel
   workdir = tmp_path / 'run'
   (workdir / 'checkpoints').mkdir(parents=True)
   os.symlink(tiny_ckpt, workdir / 'best')
-  path, note = checkpoint.resolve_workdir(str(workdir))
+  path, note = checkpoint_format.resolve_workdir(str(workdir))
   assert path == str(workdir / 'best')
   assert note == f'{workdir} is a training workdir: using its best checkpoint, {workdir}/best'
-  assert checkpoint.resolve_workdir(tiny_ckpt) == (os.path.abspath(tiny_ckpt), None)
-  with pytest.raises(checkpoint.CheckpointError, match='training workdir, its best/'):
-    checkpoint.load_variables(str(workdir))
+  assert checkpoint_format.resolve_workdir(tiny_ckpt) == (os.path.abspath(tiny_ckpt), None)
+  with pytest.raises(checkpoint_format.CheckpointError, match='training workdir, its best/'):
+    checkpoint_format.load_variables(str(workdir))
 
 
 def test_int64_pack_names_dtype(tiny_ckpt, tmp_path):

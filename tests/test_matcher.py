@@ -4,7 +4,7 @@ import pytest
 
 from rrl_jax.evaluation import scoring as evaluation
 from rrl_jax.evaluation import matcher
-from rrl_jax.training.checkpoints import CheckpointError
+from rrl_jax.checkpoint_format import CheckpointError
 
 
 @pytest.fixture(scope='session')

@@ -1,4 +1,4 @@
-"""rrl_jax.metrics against sklearn + scipy, the official computation."""
+"""rrl_jax.evaluation.metrics against sklearn + scipy, the official computation."""
 import numpy as np
 import pytest
 from scipy import interpolate

@@ -1,4 +1,4 @@
-"""MGLA (REFERENCE "MGLA"): kernel-size formula, parameter count, gating semantics."""
+"""MGLA (paper Sec. 3.2): kernel-size formula, parameter count, gating semantics."""
 import jax
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Keras 2.2.5 Nadam (rrl_jax.optim) against a float64 transcription."""
+"""Keras 2.2.5 Nadam (rrl_jax.training.optim) against a float64 transcription."""
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -154,7 +154,7 @@ def test_misjudged_picks_worst():
 def test_evaluate_errors(tiny_checkpoint, tmp_path):
   with pytest.raises(ValueError, match='--dataset'):
     evaluate.run(tiny_checkpoint, str(tmp_path))
-  from rrl_jax.training.checkpoints import CheckpointError
+  from rrl_jax.checkpoint_format import CheckpointError
   with pytest.raises(CheckpointError, match='not an rrl_jax checkpoint'):
     evaluate.run(str(tmp_path), str(tmp_path), dataset='os',
                  split_data=tiny_split_data())
@@ -192,11 +192,11 @@ def test_zoo_checkpoint_report_names_its_network(tmp_path):
   """A FIL-Net checkpoint is reported as FIL-Net, beside FIL-Net's numbers."""
   from configs import default  # pylint: disable=g-import-not-at-top
   from rrl_jax import models  # pylint: disable=g-import-not-at-top
-  from rrl_jax.training import checkpoints  # pylint: disable=g-import-not-at-top
+  from rrl_jax import checkpoint_format  # pylint: disable=g-import-not-at-top
   config = default.get_config('fil_net,test')
   model = models.model_from_config(config.model.to_dict(), name='fil_net')
   ckpt = str(tmp_path / 'ckpt')
-  checkpoints.save_variables(ckpt, random_variables(model), {
+  checkpoint_format.save_variables(ckpt, random_variables(model), {
       'model': models.model_config(model), 'model_name': 'fil_net', 'source': 'test'})
   out = str(tmp_path / 'out')
   record = evaluate.run(ckpt, out, dataset='os', batch_size=4,

@@ -1,4 +1,4 @@
-"""`python -m rrl_jax.summary`: per-component table and JSON."""
+"""`python -m launch.summary`: per-component table and JSON."""
 import json
 import os
 import subprocess
@@ -28,7 +28,7 @@ def test_components_add_up_to_keras_totals():
 
 def test_cli_json():
   env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS='cpu')
-  done = subprocess.run([sys.executable, '-m', 'rrl_jax.summary', '--json'],
+  done = subprocess.run([sys.executable, '-m', 'launch.summary', '--json'],
                         capture_output=True, text=True, env=env, cwd=REPO)
   assert done.returncode == 0, done.stderr[-2000:]
   data = json.loads(done.stdout)
@@ -71,7 +71,7 @@ def test_every_network_summarises_to_the_official_counts(name):
 
 def test_cli_json_for_another_network_and_a_bad_name():
   env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS='cpu')
-  cmd = [sys.executable, '-m', 'rrl_jax.summary', '--model=scfdm', '--json',
+  cmd = [sys.executable, '-m', 'launch.summary', '--model=scfdm', '--json',
          '--set=head_hidden=[32, 8]']
   done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
   assert done.returncode == 0, done.stderr[-2000:]
@@ -80,7 +80,7 @@ def test_cli_json_for_another_network_and_a_bad_name():
   # 4096*32+32 + 32*8+8 + 8*2+2 dense parameters beside the unchanged tower.
   assert data['training']['trainable'] == 6_469_122 - (4_195_328 + 131_200 + 258) + (
       131_104 + 264 + 18)
-  bad = subprocess.run([sys.executable, '-m', 'rrl_jax.summary', '--model=resnet'],
+  bad = subprocess.run([sys.executable, '-m', 'launch.summary', '--model=resnet'],
                        capture_output=True, text=True, env=env, cwd=REPO)
   assert bad.returncode != 0 and 'Unknown model' in bad.stderr
   assert 'Traceback' not in bad.stderr
@@ -88,7 +88,7 @@ def test_cli_json_for_another_network_and_a_bad_name():
 
 def test_cli_prints_an_ablation_variant():
   env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS='cpu')
-  done = subprocess.run([sys.executable, '-m', 'rrl_jax.summary', '--model=rrl_net:no_ae',
+  done = subprocess.run([sys.executable, '-m', 'launch.summary', '--model=rrl_net:no_ae',
                          '--json'], capture_output=True, text=True, env=env, cwd=REPO)
   assert done.returncode == 0, done.stderr[-2000:]
   data = json.loads(done.stdout)

@@ -53,19 +53,19 @@ def test_metrics_logged_and_weights_reach_total(one_step_run):
 
 
 def test_best_holds_recalibrated_statistics_and_the_moving_averages(one_step_run):
-  from rrl_jax.training import checkpoints as checkpoint  # pylint: disable=g-import-not-at-top
+  from rrl_jax import checkpoint_format  # pylint: disable=g-import-not-at-top
   workdir, _ = one_step_run
   best_dir = os.path.join(workdir, 'best')
   best, trained = params_of(workdir, 'best'), params_of(workdir)  # both step 1
   assert max_abs_diff(best['params'], trained['params']) == 0.0
   # batch_stats of best/ are precise-BN statistics; the moving averages are kept.
   assert max_abs_diff(best['batch_stats'], trained['batch_stats']) > 1e-4
-  moving = checkpoint.load_moving_batch_stats(best_dir)
+  moving = checkpoint_format.load_moving_batch_stats(best_dir)
   assert max_abs_diff(moving, trained['batch_stats']) == 0.0
-  assert checkpoint.load_meta(best_dir)[0]['bn_statistics'] == {
+  assert checkpoint_format.load_meta(best_dir)[0]['bn_statistics'] == {
       'kind': 'recalibrated', 'batches': 2, 'batch_size': 8, 'augment': False,
       'split': 'train', 'moving_average': 'zero_debiased'}
-  assert checkpoint.load_moving_batch_stats(os.path.join(workdir, 'checkpoints')) is None
+  assert checkpoint_format.load_moving_batch_stats(os.path.join(workdir, 'checkpoints')) is None
   with open(os.path.join(workdir, 'results', 'results.json')) as f:
     record = json.load(f)
   assert record['bn_statistics']['kind'] == 'recalibrated'

@@ -1,4 +1,4 @@
-"""Training parity with the official Keras model (REFERENCE.md, fixtures README).
+"""Training parity with the official Keras model (docs/faithfulness.md, fixtures README).
 
 Replays train_replay_seed0.npz: three train_on_batch steps of the official
 model from its initial weights, MSE-only reconstruction (0.1 * MSE), no

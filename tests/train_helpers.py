@@ -63,8 +63,8 @@ def run_python(args, env=None, timeout=600):
 
 
 def params_of(workdir, sub='checkpoints', step=None):
-  from rrl_jax.training import checkpoints as checkpoint  # pylint: disable=g-import-not-at-top
-  variables, _ = checkpoint.load_variables(os.path.join(workdir, sub), step)
+  from rrl_jax import checkpoint_format  # pylint: disable=g-import-not-at-top
+  variables, _ = checkpoint_format.load_variables(os.path.join(workdir, sub), step)
   return variables
 
 

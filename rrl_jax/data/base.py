@@ -3,8 +3,9 @@
 Every dataset is a GeneratorBasedBuilder written as array_record (no TensorFlow
 needed). Splits are written as they are generated, in generation order, shard by
 shard (`_generate_splits`): TFDS's own writer buffers a whole split in memory and
-spills splits above 1 GB through TensorFlow; our sampler shuffles at read time. Examples are {'patches': uint8 (2, 64, 64), 'label': 0/1}; index 0 of
-axis 1 is the visible/optical patch, label 1 = matching (REFERENCE "Dataset formats").
+spills splits above 1 GB through TensorFlow; our sampler shuffles at read time.
+Examples are {'patches': uint8 (2, 64, 64), 'label': 0/1}; index 0 of axis 1 is the
+visible/optical patch, label 1 = matching (docs/data.md).
 Builder options (sizes, seeds, keypoint limits) become a BuilderConfig whose name
 encodes every non-default option, so different options never share a directory.
 """

@@ -1,8 +1,10 @@
 """Errors raised on bad dataset input: each message names the file, line or option."""
 from typing import Sequence
 
+from rrl_jax.errors import UserError
 
-class DataError(ValueError):
+
+class DataError(UserError, ValueError):
   """Base class: input data that cannot become a patch-pair dataset."""
 
 

@@ -236,7 +236,7 @@ def open_split(name: str, split: str, *, data_dir: Optional[str] = None,
   """Builds `name` if needed; returns (patches source, labels int32 (N,)) of one split.
 
   The patches are read by rows on demand (sources.PairSource); patches[:, 0] is the
-  visible/optical patch, label 1 = matching (README, "Datasets"). A split with one
+  visible/optical patch, label 1 = matching (docs/data.md). A split with one
   class only raises DataFormatError (`both_classes=False` skips the check).
   """
   builder = prepare(get_builder(name, data_dir=data_dir, manual_dir=manual_dir,

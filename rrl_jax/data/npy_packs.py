@@ -1,4 +1,4 @@
-"""Builders 1-3a: the authors' ready-made .npy packs (REFERENCE "Dataset formats").
+"""Builders 1-3a: the authors' ready-made .npy packs (docs/data.md).
 
 Each split is an image pack (N, 2, 64, 64) uint8 plus a label pack (N,) of 0/1.
 Packs are validated in full (shape, dtype, label values, counts) before anything

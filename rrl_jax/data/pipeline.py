@@ -4,8 +4,8 @@ Every global batch is a pure function of (seed, epoch, step), so the iterator's
 position is just the next (epoch, step) and a resumed run sees exactly the
 batches it would have seen. Modes:
 - 'official': an epoch is N // B batches, each B distinct indices drawn uniformly
-  at random, independently of other batches (the official gen4 draws, REFERENCE
-  "Training objective": "an epoch is N/64 random batches");
+  at random, independently of other batches (the official gen4 draws: "an epoch
+  is N/64 random batches", docs/training.md);
 - 'epoch': a seeded permutation per epoch, cut into N // B batches (remainder dropped).
 Process p of P reads only rows [p*B/P, (p+1)*B/P) of each global batch from its
 source (sources.PairSource: a split on disk, or an array in memory; one code

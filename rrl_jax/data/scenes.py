@@ -131,7 +131,9 @@ class RrlScenes(_SceneBuilder, skip_registration=True):
 Point manual_dir at a folder in the EPFL RGB-NIR Scene layout (Brown & Susstrunk,
 CVPR 2011, ivrlwww.epfl.ch/supplementary_material/cvpr11/): one sub-folder per
 category holding NNNN_rgb.jpg (visible) and NNNN_nir.jpg (near-infrared),
-pixel-aligned. A subset lives in ../shared/data/rgbnir_scenes.
+pixel-aligned. configs/scenes.py reads $RRL_JAX_DATA_DIR/rgbnir_scenes (unset:
+../shared/data/rgbnir_scenes beside a source checkout, a subset); or pass
+--config.dataset.manual_dir=DIR.
 """
 
   def scene_files(self, root):
@@ -161,7 +163,9 @@ class RrlRoadscene(_SceneBuilder, skip_registration=True):
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
 Point manual_dir at a RoadScene folder (github.com/hanna-xu/RoadScene) holding
 vis/<name>.jpg (visible, colour) and lwir/<name>.jpg (thermal), same names,
-pixel-aligned. A copy of 150 pairs lives in ../shared/data/roadscene.
+pixel-aligned. configs/roadscene.py reads $RRL_JAX_DATA_DIR/roadscene (unset:
+../shared/data/roadscene beside a source checkout, 150 pairs); or pass
+--config.dataset.manual_dir=DIR.
 """
 
   def scene_files(self, root):

@@ -2,7 +2,7 @@
 
 FILE holds the StableHLO of `pairs (B, 2, P, P) float32 in [0, 1] -> P(match)
 (B,) float32` with a symbolic batch B, lowered for CPU and CUDA. The weights
-(the BatchNorm-folded inference subtree, `rrl_jax.deploy`) are baked in as
+(the BatchNorm-folded inference subtree, `rrl_jax.evaluation.deploy`) are baked in as
 constants: the artifact is the whole model, nothing else is loaded. FILE.json,
 the sidecar, describes the input, the preprocessing (uint8 / 255), the model,
 the parameter counts, the source checkpoint and FILE's SHA-256.
@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rrl_jax import pruning
+from rrl_jax.errors import UserError
 from rrl_jax.evaluation import deploy
 from rrl_jax.evaluation.scoring import U8_TO_UNIT  # Re-exported.
 from rrl_jax.evaluation.scoring import score_in_batches
@@ -30,7 +31,7 @@ VERSION = 1
 PLATFORMS = ('cpu', 'cuda')
 
 
-class ExportError(ValueError):
+class ExportError(UserError, ValueError):
   """A path is not a usable exported scorer (the message names file and field)."""
 
 

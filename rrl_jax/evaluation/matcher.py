@@ -6,7 +6,7 @@
   desc_a, desc_b = matcher.descriptors(pairs)  # networks with descriptors (KGL-Net)
   matcher = Matcher.from_export('model.jaxexport')   # launch.export output
 
-Only the MLPP inference subtree is loaded onto the devices (REFERENCE "MLPP"),
+Only the MLPP inference subtree is loaded onto the devices (MLPP, paper Sec. 3.5),
 plus the descriptor head for networks that have one (`descriptor_outputs`).
 Index 0 / `xa` is the visible/optical patch, index 1 / `xb` the other spectrum.
 """
@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from rrl_jax import pruning
-from rrl_jax.training import checkpoints as checkpoint
+from rrl_jax import checkpoint_format
 from rrl_jax.evaluation import scoring as evaluation
 from rrl_jax.data import base, pair_lists
 from rrl_jax.models import RRLNet, model_from_config
@@ -153,20 +153,20 @@ class Matcher:
   def from_checkpoint(cls, path: str, step: Optional[int] = None,
                       **kwargs) -> 'Matcher':
     """Loads a training or converted checkpoint (raises CheckpointError otherwise)."""
-    variables, meta = checkpoint.load_variables(path, step)
+    variables, meta = checkpoint_format.load_variables(path, step)
     if not isinstance(meta.get('model'), dict):
-      raise checkpoint.CheckpointError(
+      raise checkpoint_format.CheckpointError(
           f'{path}: checkpoint meta has no "model" entry (model kwargs).')
     try:
       model = model_from_config(meta['model'], name=meta.get('model_name'))
       pruning.inference_variables(variables, model)  # a tree that does not fit fails here
     except (TypeError, ValueError) as e:
-      raise checkpoint.CheckpointError(
+      raise checkpoint_format.CheckpointError(
           f'{path}: checkpoint does not hold a model the matcher can run '
           f'({e}).') from e
     return cls(model, variables, meta=meta, **kwargs)
 
-  # --- Exported scorer (rrl_jax.export): no model is built. ---
+  # --- Exported scorer (rrl_jax.evaluation.export): no model is built. ---
   exported = None
 
   @classmethod

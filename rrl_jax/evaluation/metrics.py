@@ -1,6 +1,6 @@
 """Patch-matching metrics, as the official test code computes them.
 
-REFERENCE "Evaluation protocol": FPR95 = FPR at TPR 0.95 from
+FPR95 (docs/evaluation.md) = FPR at TPR 0.95 from
 `sklearn.metrics.roc_curve(labels, scores)`, linearly interpolated by
 `scipy.interpolate.interp1d(tpr, fpr)(0.95)` (both called as such), in percent.
 Accuracy / precision / recall / F1 threshold the score as the official code
@@ -68,7 +68,7 @@ def fpr_at_tpr(fpr: np.ndarray, tpr: np.ndarray, target: float = TARGET_TPR) -> 
 
 
 def fpr95(labels: Any, scores: Any) -> float:
-  """FPR at 95% TPR in percent (REFERENCE "Evaluation protocol")."""
+  """FPR at 95% TPR in percent (docs/evaluation.md)."""
   fpr, tpr, _ = roc(labels, scores)
   return 100.0 * fpr_at_tpr(fpr, tpr)
 

@@ -1,6 +1,6 @@
 """Published FPR95s and the official data they were measured on.
 
-The one home of the published numbers (REFERENCE.md "Published FPR95 (%)") and
+The one home of the published numbers (the papers' tables, docs/evaluation.md) and
 of the official per-split pair counts, each with its source. Our data is called
 the official benchmark data only when every scored split has the official pair
 count from a verified source (`check_data`); anything else is described as what
@@ -8,8 +8,8 @@ it is: the format, N pairs against the official M, or a sample of N of M.
 """
 from typing import Any, Dict, Mapping, Optional
 
-# Mean FPR95 (%) per model and benchmark: REFERENCE.md "Published FPR95 (%)"
-# (the papers' tables; official Keras models, full training).
+# Mean FPR95 (%) per model and benchmark: the papers' tables (RRL-Net, Information
+# Fusion 2024, its comparison table for the Keras line; KGL-Net, arXiv 2412.11161).
 FPR95 = {
     'rrl_net': {'vis_nir': 0.76, 'os': 5.22, 'sen1_2': 1.39},
     'fil_net': {'vis_nir': 0.85, 'os': 5.37, 'sen1_2': 1.56},
@@ -28,7 +28,7 @@ SPLIT_FPR95 = {
 TITLES = {'rrl_net': 'RRL-Net', 'fil_net': 'FIL-Net', 'mfd_net': 'MFD-Net',
           'efr_net': 'EFR-Net', 'afd_net': 'AFD-Net', 'scfdm': 'SCFDM',
           'kgl_net': 'KGL-Net (PyTorch)'}
-SOURCE = 'REFERENCE.md "Published FPR95 (%)" (papers; official models, full training)'
+SOURCE = "the papers' FPR95 tables (official models, full training)"
 
 # Official pair counts per split. `verified`: checked here against the source.
 BENCHMARKS = {

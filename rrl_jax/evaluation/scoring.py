@@ -1,6 +1,6 @@
 """Batched, data-parallel scoring with the MLPP-pruned model, and per-split metrics.
 
-Only the inference subtree is applied (REFERENCE "MLPP": for RRL-Net the
+Only the inference subtree is applied (MLPP, paper Sec. 3.5: for RRL-Net the
 encoders, FIL, metric network and last stage head; for every registered network
 what `score_only=True` touches, scored as sigmoid of its logit-like output). Batches are sharded over a 1-D 'data' mesh of all
 devices with variables replicated; the last partial batch is zero-padded to the
@@ -205,7 +205,7 @@ def evaluate_splits(model: RRLNet, variables: Mapping[str, Any],
   """Metrics per split ({'splits': {name: {...}}, 'mean': {...}, 'mean_over': [...]}).
 
   With `return_scores` the result also holds {'scores': {split: (N,)}}
-  (arrays: not JSON; `rrl_jax.reports` writes them separately).
+  (arrays: not JSON; `rrl_jax.evaluation.reports` writes them separately).
   """
   scores = score_splits(model, variables, splits, batch_size, mesh, progress)
   result = summarize_splits({k: v[1] for k, v in splits.items()}, scores, dataset)
@@ -259,7 +259,7 @@ def split_selection_fpr95(model: RRLNet, variables: Mapping[str, Any], patches: 
                     slice_size: Optional[int] = None) -> float:
   """Model-selection score: FPR95 (%), averaged over consecutive slices.
 
-  REFERENCE "Evaluation protocol": the official VIS-NIR selection scores
+  As the official VIS-NIR selection scores
   `val_data.npy` in 8 slices of 10,000 pairs (`slice_size=10000`) and averages.
   """
   scores = score_pairs(model, variables, patches, batch_size, mesh)

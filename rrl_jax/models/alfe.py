@@ -1,4 +1,4 @@
-"""ALFE: the per-branch autoencoder (paper Sec. 3.2, REFERENCE "ALFE encoder and decoder")."""
+"""ALFE: the per-branch autoencoder (paper Sec. 3.2)."""
 from typing import Any, Optional, Sequence, Tuple
 
 import flax.linen as nn

@@ -1,4 +1,4 @@
-"""FIL: feature interaction learning between the two branches (paper Sec. 3.3, REFERENCE "FIL")."""
+"""FIL: feature interaction learning between the two branches (paper Sec. 3.3)."""
 from typing import Any, Optional, Tuple
 
 import flax.linen as nn

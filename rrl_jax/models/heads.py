@@ -1,4 +1,4 @@
-"""Classification heads (paper Sec. 3.4, REFERENCE "Heads") and P(match)."""
+"""Classification heads (paper Sec. 3.4) and P(match)."""
 from typing import Any, Callable, Dict, Optional, Sequence, Union
 
 import flax.linen as nn

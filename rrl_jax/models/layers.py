@@ -1,10 +1,8 @@
 """Keras-faithful building blocks: BatchNorm, CBL, TF1 bilinear upsampling.
 
-The details here decide parity with the official Keras 2.2 model (REFERENCE,
-"Keras defaults that matter for parity").
+The details here decide parity with the official Keras 2.2 model (docs/faithfulness.md).
 """
-import functools
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
 import flax.linen as nn
 import jax
@@ -17,11 +15,6 @@ glorot_uniform = nn.initializers.glorot_uniform()
 zeros = nn.initializers.zeros
 
 LEAKY_SLOPE = 0.1
-# Training-mode BatchNorm variance as E[x^2] - E[x]^2 in one fused pass: 3%
-# faster train step (interleaved A/B, CPU), but its rounding moved the 3-step
-# Keras training replay (tests/test_train_replay.py) past the float32
-# reordering floor, so it is OFF; the two-pass variance is what Keras computes.
-BN_ONE_PASS = False
 # Collection where training-mode BatchNorm sows (mean, unbiased variance) of its
 # batch when it is mutable.
 BATCH_MOMENTS = 'batch_moments'
@@ -45,7 +38,7 @@ class BatchNorm(nn.Module):
     if self.is_folded():
       if train:
         raise ValueError(f'BatchNorm {"/".join(self.scope.path)} was folded into '
-                         'its convolution (rrl_jax.deploy): inference only.')
+                         'its convolution (rrl_jax.evaluation.deploy): inference only.')
       return x.astype(self.dtype or x.dtype)
     features = x.shape[-1]
     scale = self.param('scale', nn.initializers.ones, (features,), jnp.float32)
@@ -54,20 +47,13 @@ class BatchNorm(nn.Module):
                                 jnp.float32)
     moving_var = self.variable('batch_stats', 'var', jnp.ones, (features,),
                                jnp.float32)
-    if train and BN_CUSTOM_VJP and not BN_ONE_PASS:
-      y, mean, var = bn_train(x, scale, bias, self.epsilon)
-      if not self.is_initializing():
-        self._update_moving(moving_mean, moving_var, mean, var, x.size // features)
-      return y.astype(self.dtype or x.dtype)
     if train:
       xf = x.astype(jnp.float32)
       axes = tuple(range(x.ndim - 1))
       mean = jnp.mean(xf, axes)
-      if BN_ONE_PASS:
-        # E[x^2] - E[x]^2: both sums in one fused pass over x.
-        var = jnp.maximum(jnp.mean(jnp.square(xf), axes) - jnp.square(mean), 0.0)
-      else:
-        var = jnp.mean(jnp.square(xf - mean), axes)
+      # Two passes, as Keras computes it: the one-pass E[x^2] - E[x]^2 was 3%
+      # faster but moved the Keras training replay past the float32 floor.
+      var = jnp.mean(jnp.square(xf - mean), axes)
       if not self.is_initializing():
         self._update_moving(moving_mean, moving_var, mean, var, xf.size // features)
     else:
@@ -80,7 +66,7 @@ class BatchNorm(nn.Module):
   def is_folded(self) -> bool:
     """Deploy form (rrl_jax/evaluation/deploy.py): no scale, bias or statistics in the variables.
 
-    `rrl_jax.deploy.fold_batch_norms` moves them into the preceding convolution
+    `rrl_jax.evaluation.deploy.fold_batch_norms` moves them into the preceding convolution
     and removes them; the layer is then the identity. A tree with only some of
     them is not folded, so the lookup below fails and names what is missing.
     """
@@ -104,52 +90,6 @@ class BatchNorm(nn.Module):
     moving_var.value = moving_var.value - (moving_var.value - unbiased) * decay
 
 
-# --- Training-mode BatchNorm with a hand-written backward pass. -------------
-# Autodiff of the two-pass forward above differentiates through mean and
-# variance separately (several reductions and element-wise passes over x);
-# the closed form needs two per-channel sums and one element-wise pass.
-BN_CUSTOM_VJP = False  # Measured 0.93-0.97x step time, within noise; moves the 2-process run past 1e-5.
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def bn_train(x, scale, bias, epsilon):
-  """(y, batch mean, biased batch variance); y float32, as BatchNorm(train)."""
-  return _bn_train_fwd(x, scale, bias, epsilon)[0]
-
-
-def _bn_train_fwd(x, scale, bias, epsilon):
-  xf = x.astype(jnp.float32)
-  axes = tuple(range(x.ndim - 1))
-  mean = jnp.mean(xf, axes)
-  var = jnp.mean(jnp.square(xf - mean), axes)
-  rstd = jax.lax.rsqrt(var + epsilon)
-  inv = scale * rstd
-  y = xf * inv + (bias - mean * inv)
-  return (y, mean, var), (x, mean, rstd, scale)
-
-
-def _bn_train_bwd(epsilon, res, cts):
-  del epsilon
-  x, mean, rstd, scale = res
-  g, g_mean, g_var = cts
-  axes = tuple(range(x.ndim - 1))
-  n = x.size // x.shape[-1]
-  xc = x.astype(jnp.float32) - mean
-  d_bias = jnp.sum(g, axes)
-  d_scale = jnp.sum(g * xc, axes) * rstd
-  inv = scale * rstd
-  # dx = inv * (g - mean(g) - xhat * mean(g * xhat)), plus the (normally zero)
-  # cotangents of the returned mean and variance, as per-channel coefficients.
-  c1 = 2.0 * g_var / n - inv * rstd * d_scale / n
-  c0 = g_mean / n - inv * d_bias / n
-  dx = g * inv + xc * c1 + c0
-  return dx.astype(x.dtype), d_scale, d_bias
-
-
-bn_train.defvjp(_bn_train_fwd, _bn_train_bwd)
-# ----------------------------------------------------------------------------
-
-
 def conv3x3(features: int, dtype=None, name=None) -> nn.Conv:
   return nn.Conv(features, (3, 3), padding='SAME', kernel_init=he_normal,
                  bias_init=zeros, dtype=dtype, name=name)
@@ -166,40 +106,17 @@ def dense(features: int, dtype=None, name=None) -> nn.Dense:
                   name=name)
 
 
-# A convolution's bias that feeds a training-mode BatchNorm has an exactly zero
-# gradient (the batch mean removes it). With this switch the step stops the
-# gradient instead of computing a sum that is zero up to rounding; the
-# parameter stays for parity. Measured 0.987x step time (IQR 0.969-1.002,
-# launch.bench_ab, 11 rounds): within noise, and Keras computes that rounding
-# noise (Nadam amplifies it into the biases), so the switch stays off.
-CONV_BIAS_STOP_GRADIENT = False
-
-
-def _stop_bias_gradient(tree):
-  return {k: (jax.lax.stop_gradient(v) if k == 'bias' else
-              _stop_bias_gradient(v) if isinstance(v, Mapping) else v)
-          for k, v in tree.items()}
-
-
-def conv_into_batch_norm(parent: nn.Module, train: bool):
-  """nn.Conv, or with CONV_BIAS_STOP_GRADIENT (training) one whose bias gets no gradient."""
-  if not (train and CONV_BIAS_STOP_GRADIENT) or parent.is_initializing():
-    return nn.Conv
-  return nn.map_variables(nn.Conv, 'params', _stop_bias_gradient)
-
-
 class CBL(nn.Module):
-  """Conv (k x k, 'same', bias) -> BatchNorm -> LeakyReLU(0.1) (REFERENCE notation)."""
+  """Conv (k x k, 'same', bias) -> BatchNorm -> LeakyReLU(0.1) (the paper's notation)."""
   features: int
   kernel: int = 3
   dtype: Optional[Any] = None
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    conv = conv_into_batch_norm(self, train)
-    x = conv(self.features, (self.kernel, self.kernel), padding='SAME',
-             kernel_init=he_normal, bias_init=zeros, dtype=self.dtype,
-             name='conv')(x)
+    x = nn.Conv(self.features, (self.kernel, self.kernel), padding='SAME',
+                kernel_init=he_normal, bias_init=zeros, dtype=self.dtype,
+                name='conv')(x)
     x = BatchNorm(dtype=self.dtype, name='bn')(x, train)
     return nn.leaky_relu(x, LEAKY_SLOPE)
 
@@ -214,10 +131,9 @@ class ConvBNReLU(nn.Module):
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     # padding='SAME' is lax's rule: total = max((ceil(H/s)-1)*s + k - H, 0),
     # before = total // 2 -- TF's, not a symmetric pad of 1.
-    conv = conv_into_batch_norm(self, train)
-    x = conv(self.features, (3, 3), strides=(self.stride, self.stride),
-             padding='SAME', kernel_init=he_normal, bias_init=zeros,
-             dtype=self.dtype, name='conv')(x)
+    x = nn.Conv(self.features, (3, 3), strides=(self.stride, self.stride),
+                padding='SAME', kernel_init=he_normal, bias_init=zeros,
+                dtype=self.dtype, name='conv')(x)
     x = BatchNorm(dtype=self.dtype, name='bn')(x, train)
     return nn.relu(x)
 
@@ -272,7 +188,7 @@ def _upsample_axis_x2(x: jax.Array, axis: int) -> jax.Array:
 def upsample_bilinear_x2(x: jax.Array) -> jax.Array:
   """Bilinear x2 upsampling of NHWC maps with Keras 2.2 / TF 1.14 semantics.
 
-  align_corners=False *without* half-pixel centres (REFERENCE). This is not what
+  align_corners=False *without* half-pixel centres (docs/faithfulness.md). This is not what
   jax.image.resize computes (it uses half-pixel centres).
   """
   return _upsample_axis_x2(_upsample_axis_x2(x, 2), 1)

@@ -1,4 +1,4 @@
-"""The metric network on FIL's private differences (paper Sec. 3.3, REFERENCE "Metric network")."""
+"""The metric network on FIL's private differences (paper Sec. 3.3)."""
 from typing import Any, Optional, Sequence, Tuple
 
 import flax.linen as nn

@@ -1,4 +1,4 @@
-"""MGLA: multi-dimensional global-to-local attention (paper Sec. 3.2, REFERENCE "MGLA")."""
+"""MGLA: multi-dimensional global-to-local attention (paper Sec. 3.2)."""
 import math
 from typing import Any, Optional
 

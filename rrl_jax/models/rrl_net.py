@@ -1,4 +1,4 @@
-"""RRL-Net: the full two-branch model (paper Fig. 2, REFERENCE).
+"""RRL-Net: the full two-branch model (paper Fig. 2).
 
 `RRLNet(...)(xa, xb, train)` returns every training output as a dict of
 OUTPUT_NAMES. With `score_only=True` it runs only the inference path

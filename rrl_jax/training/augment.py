@@ -1,6 +1,6 @@
 """On-device augmentation of patch pairs, after the official imgaug pipeline.
 
-REFERENCE "Augmentation" (official utils.gen4): on each image of each pair
+As the official utils.gen4 (docs/training.md): on each image of each pair
 independently `SomeOf((0, 2), [GaussianBlur(0), GammaContrast((.5, 1.5)),
 ScaleX((.95, 1.05)), ScaleY, TranslateX(percent=(-.05, .05)), TranslateY,
 AdditiveGaussianNoise(.02 * 255)], random_order=True)` with symmetric borders,

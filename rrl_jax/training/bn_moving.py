@@ -1,4 +1,4 @@
-"""BatchNorm moving averages as the official code kept them (REFERENCE, "Keras 2.2 training details").
+"""BatchNorm moving averages as the official code kept them (docs/faithfulness.md).
 
 The official code runs Keras 2.2 on TF 1.x, whose BatchNormalization updates
 moving_mean and moving_variance with `assign_moving_average(..., zero_debias=True)`:

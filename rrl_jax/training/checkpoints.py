@@ -1,31 +1,17 @@
-"""The one checkpoint format of rrl_jax (Orbax CheckpointManager layout).
+"""Training checkpoints: resume, best/ and the run's metadata.
 
-A checkpoint directory holds numbered steps, each with named items:
-  params       parameters (pytree of arrays)            -- always
-  batch_stats  BatchNorm moving statistics               -- always
-  meta         JSON: {'format': 'rrl_jax', 'model': {...RRLNet kwargs},
-               'inference_only': bool, 'source': ..., ...} -- always
-  moving_batch_stats  BatchNorm moving averages, where batch_stats holds
-               recalibrated population statistics (precise BN) -- optional
-  opt_state    optimizer state                           -- training only
-  train_state  JSON: step, data iterator position, PRNG  -- training only
-Parameters and statistics restore on their own (`load_variables`), so training
-checkpoints and `rrl_jax.convert` output are interchangeable for inference.
-
-Training adds resume: unreadable latest checkpoints are moved aside and the
-previous one is used; starting over in a workdir that holds a previous run needs
-restart_from_scratch (README, "Training").
+Built on the one checkpoint format (rrl_jax/checkpoint_format.py): training
+adds the opt_state and train_state items. Unreadable latest checkpoints are
+moved aside and the previous one is used; starting over in a workdir that holds
+a previous run needs restart_from_scratch (README, "Training").
 """
 
-import contextlib
 import errno
 import json
-import logging as std_logging
 import os
 import shutil
-import sys
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 from absl import logging
 import jax
@@ -34,164 +20,14 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from rrl_jax.checkpoint_format import (
+    BATCH_STATS, FORMAT, META, MOVING_BATCH_STATS, OPT_STATE, PARAMS, TRAIN_STATE,
+    manager, restore_args, save_args)
+from rrl_jax import logs
 from rrl_jax.errors import UserError
 from rrl_jax.training.metric_writers import METRICS_FILE, TENSORBOARD_DIR
 from rrl_jax.training.step import TrainState, to_host
 from rrl_jax.training.workdir import config_to_dict
-
-FORMAT = 'rrl_jax'
-PARAMS, BATCH_STATS, META, OPT_STATE, TRAIN_STATE = (
-    'params', 'batch_stats', 'meta', 'opt_state', 'train_state')
-MOVING_BATCH_STATS = 'moving_batch_stats'
-ITEM_NAMES = (PARAMS, BATCH_STATS, META, OPT_STATE, TRAIN_STATE, MOVING_BATCH_STATS)
-JSON_ITEMS = (META, TRAIN_STATE)  # The others are pytrees of arrays.
-
-
-class CheckpointError(ValueError):
-  """A path is not a readable rrl_jax checkpoint."""
-
-
-def save_args(items: Dict[str, Any]) -> ocp.args.Composite:
-  """Orbax save arguments for {item name: value}: the only place they are built."""
-  return ocp.args.Composite(**{
-      k: ocp.args.JsonSave(v) if k in JSON_ITEMS else ocp.args.StandardSave(v)
-      for k, v in items.items()})
-
-
-def restore_args(items: Dict[str, Any]) -> ocp.args.Composite:
-  """Orbax restore arguments for {item name: target (None: as saved)}."""
-  return ocp.args.Composite(**{
-      k: ocp.args.JsonRestore() if k in JSON_ITEMS else ocp.args.StandardRestore(v)
-      for k, v in items.items()})
-
-
-def manager(directory: str, **options) -> ocp.CheckpointManager:
-  """A CheckpointManager over `directory` with rrl_jax's item names."""
-  directory = os.path.abspath(directory)
-  opts = ocp.CheckpointManagerOptions(create=True, **options)
-  return ocp.CheckpointManager(directory, options=opts, item_names=ITEM_NAMES)
-
-
-def save_variables(directory: str, variables: Dict[str, Any], meta: Dict[str, Any],
-                   step: int = 0, moving_batch_stats: Optional[Any] = None) -> str:
-  """Writes params + batch_stats + meta as step `step`; returns the step path.
-
-  `moving_batch_stats`: the moving averages, kept beside recalibrated
-  batch_stats (README "Precise BN").
-
-  Orbax writes into a temporary directory and renames it when complete, so an
-  interrupted save never leaves a readable half checkpoint.
-  """
-  meta = dict(meta, format=FORMAT)
-  mngr = manager(directory)
-  if step in mngr.all_steps():
-    raise CheckpointError(f'{directory}: step {step} already exists; refusing '
-                          'to overwrite it (choose another --out).')
-  mngr.save(step, args=save_args({
-      PARAMS: variables['params'],
-      BATCH_STATS: variables.get('batch_stats', {}),
-      META: meta,
-      **({} if moving_batch_stats is None else
-         {MOVING_BATCH_STATS: moving_batch_stats})}))
-  mngr.wait_until_finished()
-  mngr.close()
-  return os.path.join(os.path.abspath(directory), str(step))
-
-
-def _steps(path: str):
-  return sorted(int(n) for n in os.listdir(path)
-                if n.isdigit() and os.path.isdir(os.path.join(path, n, META)))
-
-
-def resolve_workdir(path: str) -> Tuple[str, Optional[str]]:
-  """A training workdir -> its `best/` (else `checkpoints/`), with a one-line note.
-
-  Any other path is returned unchanged with note None.
-  """
-  path = os.path.abspath(path)
-  if not os.path.isdir(path) or _steps(path) or (
-      os.path.isdir(os.path.join(path, META)) and os.path.basename(path).isdigit()):
-    return path, None
-  for sub, what in (('best', 'best checkpoint'), ('checkpoints', 'latest checkpoint')):
-    inner = os.path.join(path, sub)
-    if os.path.isdir(inner) and _steps(inner):
-      return inner, f'{path} is a training workdir: using its {what}, {inner}'
-  return path, None
-
-
-def _resolve(path: str, step: Optional[int]) -> Tuple[str, int]:
-  """Accepts a manager directory (latest or given step) or one step directory."""
-  path = os.path.abspath(path)
-  if not os.path.isdir(path):
-    raise CheckpointError(f'{path}: no such checkpoint directory.')
-  if os.path.isdir(os.path.join(path, META)) and os.path.basename(path).isdigit():
-    return os.path.dirname(path), int(os.path.basename(path))
-  steps = _steps(path)
-  if not steps:
-    raise CheckpointError(
-        f'{path}: not an rrl_jax checkpoint (no <step>/{META} inside). Pass a '
-        'training workdir, its best/ or checkpoints/, or the output of '
-        '`python -m rrl_jax.convert --keras_h5=... --out=DIR`.')
-  if step is None:
-    return path, steps[-1]
-  if step not in steps:
-    raise CheckpointError(f'{path}: no step {step}; available: {steps}.')
-  return path, step
-
-
-def load_meta(path: str, step: Optional[int] = None) -> Tuple[Dict[str, Any], int]:
-  directory, step = _resolve(path, step)
-  mngr = ocp.CheckpointManager(directory, item_names=ITEM_NAMES)
-  try:
-    meta = mngr.restore(step, args=restore_args({META: None}))[META]
-  except Exception as e:  # pylint: disable=broad-except
-    raise CheckpointError(f'{directory}/{step}: unreadable checkpoint metadata '
-                          f'({type(e).__name__}: {e}).') from e
-  if not isinstance(meta, dict) or meta.get('format') != FORMAT:
-    raise CheckpointError(f'{directory}/{step}: not an rrl_jax checkpoint '
-                          f'(meta format is {meta.get("format") if isinstance(meta, dict) else meta!r}).')
-  return meta, step
-
-
-def load_variables(path: str, step: Optional[int] = None
-                   ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-  """Restores {'params', 'batch_stats'} and meta from a checkpoint (latest step).
-
-  Works for training checkpoints and converted Keras weights alike; the
-  optimizer state is never read.
-  """
-  meta, step = load_meta(path, step)
-  directory, _ = _resolve(path, step)
-  mngr = ocp.CheckpointManager(directory, item_names=ITEM_NAMES)
-  try:
-    restored = mngr.restore(step, args=restore_args({PARAMS: None, BATCH_STATS: None}))
-  except Exception as e:  # pylint: disable=broad-except
-    raise CheckpointError(f'{directory}/{step}: cannot restore parameters '
-                          f'({type(e).__name__}: {e}).') from e
-  return {'params': restored[PARAMS], 'batch_stats': restored[BATCH_STATS]}, meta
-
-
-def has_item(path: str, item: str, step: Optional[int] = None) -> bool:
-  directory, step = _resolve(path, step)
-  return os.path.isdir(os.path.join(directory, str(step), item))
-
-
-def load_moving_batch_stats(path: str, step: Optional[int] = None) -> Optional[Any]:
-  """The moving averages kept beside recalibrated statistics, or None."""
-  directory, step = _resolve(path, step)
-  if not has_item(directory, MOVING_BATCH_STATS, step):
-    return None
-  mngr = ocp.CheckpointManager(directory, item_names=ITEM_NAMES)
-  try:
-    return mngr.restore(step, args=restore_args(
-        {MOVING_BATCH_STATS: None}))[MOVING_BATCH_STATS]
-  except Exception as e:  # pylint: disable=broad-except
-    raise CheckpointError(f'{directory}/{step}: cannot restore {MOVING_BATCH_STATS} '
-                          f'({type(e).__name__}: {e}).') from e
-
-
-# ----------------------------------------------------------------------------
-# Training checkpoints and resume.
 
 UNREADABLE_DIR = 'unreadable_checkpoints'
 PREVIOUS_DIR = 'previous_runs'  # restart_from_scratch moves a run's files here.
@@ -210,7 +46,7 @@ def _abstract(tree):
 def checkpoint_meta(config) -> Dict[str, Any]:
   return {'format': FORMAT, 'model_name': config.model_name,
           'model': config_to_dict(config.model), 'dtype': config.dtype,
-          'inference_only': False, 'source': 'rrl_jax.train'}
+          'inference_only': False, 'source': 'rrl_jax.training.train'}
 
 
 class DiskFullError(UserError, OSError):
@@ -251,7 +87,7 @@ def _settle(mngr, attempts: int = 20) -> None:
   """Waits until a failed save's background work has ended (errors ignored)."""
   for _ in range(attempts):
     try:
-      with _orbax_quiet():
+      with logs.silenced():
         mngr.wait_until_finished()
       return
     except Exception:  # pylint: disable=broad-except
@@ -275,9 +111,9 @@ def save_checkpoint(mngr, state: TrainState, train_meta, config,
   checkpoint), after removing the partial files.
   """
   step = int(train_meta['step'])
-  _silence_abandoned_restores()
+  logs.drop_abandoned_restore_noise()
   try:
-    with _orbax_quiet():
+    with logs.silenced():
       mngr.save(step, args=save_args({
           PARAMS: state.params, BATCH_STATS: state.batch_stats,
           META: checkpoint_meta(config), OPT_STATE: state.opt_state,
@@ -287,7 +123,7 @@ def save_checkpoint(mngr, state: TrainState, train_meta, config,
     if not is_disk_full(e):
       raise
     directory = str(mngr.directory)
-    _ABANDONED.append(os.path.join(directory, f'{step}.'))
+    logs.abandon(os.path.join(directory, f'{step}.'))
     _settle(mngr)  # Its other writers stop before the partial files go.
     _drop_partial(directory, step)
     last = last_good_checkpoint(directory)
@@ -296,64 +132,6 @@ def save_checkpoint(mngr, state: TrainState, train_meta, config,
         f'(free: {free_space(directory)}); training stopped at step {step}. '
         f'Last good checkpoint: {last}. Free space on '
         f'{workdir or directory} and rerun the same command to resume.') from None
-
-
-@contextlib.contextmanager
-def _orbax_quiet():
-  """Silences absl logging (Orbax's) below FATAL for the block."""
-  logger = std_logging.getLogger('absl')
-  level = logger.level
-  logger.setLevel(std_logging.CRITICAL)
-  try:
-    yield
-  finally:
-    logger.setLevel(level)
-
-
-# Step directories whose restore or save failed with I/O in flight.
-_ABANDONED = []
-
-
-def _is_abandoned_read_noise(exc: BaseException) -> bool:
-  """Late completions of an abandoned restore's reads (their loop is closed)."""
-  if isinstance(exc, RuntimeError) and str(exc) == 'Event loop is closed':
-    return True  # Raised by asyncio's call_soon_threadsafe on a closed loop.
-  return any(path in str(exc) for path in _ABANDONED)
-
-
-def _silence_abandoned_restores() -> None:
-  """Drops the noise of a failed restore's in-flight TensorStore reads.
-
-  When one item fails, Orbax closes its event loop while the other reads are
-  in flight; each later completion raises 'Event loop is closed' (printed via
-  sys.unraisablehook: thousands of tracebacks for a real model) and asyncio
-  logs 'Future exception was never retrieved'. Only those are dropped; any
-  other unraisable exception or log record goes through unchanged.
-  """
-  if getattr(sys.unraisablehook, 'rrl_jax_filter', False):
-    return
-  previous = sys.unraisablehook
-
-  def hook(args):
-    if args.object is None and _is_abandoned_read_noise(args.exc_value):
-      return
-    previous(args)
-
-  def mentions_abandoned(record):
-    text = record.getMessage() + (str(record.exc_info[1]) if record.exc_info
-                                  and record.exc_info[1] is not None else '')
-    return any(path in text for path in _ABANDONED) or bool(
-        _ABANDONED and '_SignalingThread.run() raised' in record.getMessage())
-
-  hook.rrl_jax_filter = True
-  sys.unraisablehook = hook
-  std_logging.getLogger('asyncio').addFilter(
-      lambda r: not (r.exc_info and r.exc_info[1] is not None
-                     and 'never retrieved' in r.getMessage()
-                     and _is_abandoned_read_noise(r.exc_info[1])))
-  # A failed save's other writers (Orbax threads) log after it was reported.
-  for name in ('asyncio', 'absl'):
-    std_logging.getLogger(name).addFilter(lambda r: not mentions_abandoned(r))
 
 
 def _first_line(e: BaseException, limit: int = 160) -> str:
@@ -372,8 +150,8 @@ def restore_latest(ckpt_dir: str, state: TrainState, keep: int, workdir: str,
   """
   moved = []
   existed = os.path.isdir(ckpt_dir)
-  _silence_abandoned_restores()
-  with _orbax_quiet():  # Its errors on a bad checkpoint: our one line instead.
+  logs.drop_abandoned_restore_noise()
+  with logs.silenced():  # Its errors on a bad checkpoint: our one line instead.
     mngr = manager(ckpt_dir, max_to_keep=keep)
   while True:
     steps = sorted(mngr.all_steps())
@@ -381,7 +159,7 @@ def restore_latest(ckpt_dir: str, state: TrainState, keep: int, workdir: str,
       break
     step = steps[-1]
     try:
-      with _orbax_quiet():
+      with logs.silenced():
         r = mngr.restore(step, args=restore_args({
             PARAMS: _abstract(state.params),
             BATCH_STATS: _abstract(state.batch_stats),
@@ -392,7 +170,7 @@ def restore_latest(ckpt_dir: str, state: TrainState, keep: int, workdir: str,
     except Exception as e:  # pylint: disable=broad-except
       mngr.close()
       bad = os.path.join(ckpt_dir, str(step))
-      _ABANDONED.append(bad + os.sep)
+      logs.abandon(bad + os.sep)
       aside = os.path.join(workdir, UNREADABLE_DIR, f'{step}_{int(time.time())}')
       then = (f'trying step {steps[-2]}.' if len(steps) > 1
               else 'no earlier checkpoint is left.')
@@ -405,7 +183,7 @@ def restore_latest(ckpt_dir: str, state: TrainState, keep: int, workdir: str,
       if jax.process_count() > 1:
         multihost_utils.sync_global_devices(f'rrl_jax_ckpt_aside_{step}')
       moved.append(aside)
-      with _orbax_quiet():
+      with logs.silenced():
         mngr = manager(ckpt_dir, max_to_keep=keep)
       continue
     state = state.replace(step=jnp.asarray(step, jnp.int32),

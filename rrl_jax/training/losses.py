@@ -1,6 +1,6 @@
 """Training objectives: a dict of named weighted terms per network.
 
-RRL-Net (REFERENCE "Training objective"): six binary cross-entropies (stage
+RRL-Net (paper Sec. 3.4, docs/training.md): six binary cross-entropies (stage
 heads 3-5, module heads 3-5) on the match label and two reconstruction terms
 (branch A, B), combined as a weighted sum (paper: all weights 1).
 The comparison networks use the official training script's objective, one term
@@ -35,8 +35,8 @@ ReconLoss = Callable[[jax.Array, jax.Array], jax.Array]
 def bce_with_logits(logits: jax.Array, labels: jax.Array) -> jax.Array:
   """Keras 2.2 binary cross-entropy of sigmoid(logits), averaged over the batch.
 
-  Keras 2.2 clips the probability to [1e-7, 1 - 1e-7] (REFERENCE "Keras 2.2
-  training details"); clipping the logit is the same clip, evaluated stably.
+  Keras 2.2 clips the probability to [1e-7, 1 - 1e-7] (docs/faithfulness.md);
+  clipping the logit is the same clip, evaluated stably.
   Beyond the clip the gradient is zero, as in Keras.
   """
   z = jnp.clip(logits.astype(jnp.float32), -_LOGIT_CLIP, _LOGIT_CLIP)
@@ -68,7 +68,7 @@ def make_recon_loss(kind: str, vgg_params: Optional[Any] = None,
     raise ValueError(f"recon_loss must be 'perceptual' or 'mse', got {kind!r}.")
   if vgg_params is None:
     raise ValueError("recon_loss='perceptual' needs VGG19 parameters: load them "
-                     'with rrl_jax.vgg19.load_vgg19_params(path).')
+                     'with rrl_jax.training.vgg19.load_vgg19_params(path).')
   from rrl_jax.training import vgg19  # pylint: disable=g-import-not-at-top
 
   def perceptual_loss(recon, target):

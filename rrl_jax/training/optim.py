@@ -1,10 +1,10 @@
 """Optimizers: Keras 2.2.5's Nadam as an optax transformation, plus config.
 
-The paper trains with Keras 2.2 Nadam at lr 2e-4 (REFERENCE "Keras 2.2
-training details"). Keras's Nadam is neither Dozat's paper nor optax.nadam: it
-uses a warming momentum schedule mu_t = beta_1 * (1 - 0.5 * 0.96**(t * sd))
-and the running product of the mu_t (`m_schedule`). `keras_nadam` follows the
-Keras 2.2.5 source term by term, in float32, in the same order of operations.
+The paper trains with Keras 2.2 Nadam at lr 2e-4 (docs/faithfulness.md).
+Keras's Nadam is neither Dozat's paper nor optax.nadam: it uses a warming
+momentum schedule mu_t = beta_1 * (1 - 0.5 * 0.96**(t * sd)) and the running
+product of the mu_t (`m_schedule`). `keras_nadam` follows the Keras 2.2.5 source
+term by term, in float32, in the same order of operations.
 """
 from typing import Any, NamedTuple, Optional, Union
 

@@ -1,4 +1,4 @@
-"""The train state and the one jitted, data-parallel train step (REFERENCE "Training objective").
+"""The train state and the one jitted, data-parallel train step (docs/training.md).
 
 jax.jit over the DATA_AXIS mesh of rrl_jax/sharding.py: the global batch is sharded over every
 device of every process, the state is replicated and donated, and XLA inserts

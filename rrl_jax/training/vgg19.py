@@ -1,6 +1,6 @@
 """Frozen VGG19 (ImageNet, no top) up to block5_conv4, for the perceptual loss.
 
-REFERENCE "Training objective": the reconstruction term compares VGG19
+The reconstruction term (docs/training.md) compares VGG19
 block5_conv4 features (after its ReLU). Weights cannot be downloaded at run
 time: they are read from the file Keras users have on disk,
 `vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5` (HDF5, one group per layer;
@@ -14,6 +14,8 @@ from typing import Dict, Tuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from rrl_jax.errors import UserError
 
 # (block, convs per block, width) of VGG19.
 _BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 4, 256), (4, 4, 512), (5, 4, 512))
@@ -30,7 +32,7 @@ _FIX = (f'Fix: pass --config.vgg19_weights=/path/to/{KERAS_FILENAME} (the Keras 
 Params = Dict[str, Dict[str, jax.Array]]
 
 
-class VGG19WeightsError(ValueError):
+class VGG19WeightsError(UserError, ValueError):
   """The VGG19 weight file is missing or not in a known layout."""
 
   def __init__(self, path: str, problem: str):

@@ -1,6 +1,6 @@
-"""Ours: rrl_jax.augment (the train step's augmentation) on the same sample."""
+"""Ours: rrl_jax.training.augment (the train step's augmentation) on the same sample."""
 import jax, jax.numpy as jnp, numpy as np
-from rrl_jax import augment
+from rrl_jax.training import augment
 d = np.load('./country_sample.npz')
 pairs = d['pairs']
 cfg = augment.default_augment_config()

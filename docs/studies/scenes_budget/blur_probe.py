@@ -26,14 +26,14 @@ from absl import app, flags
 import cv2
 import numpy as np
 
-from rrl_jax import cli
+from rrl_jax import logs
 from rrl_jax import pruning
 from rrl_jax import sharding
 from rrl_jax.evaluation import metrics
 from rrl_jax.evaluation import scoring
 from rrl_jax.models import model_from_config
 from rrl_jax.training import bn_moving
-from rrl_jax.training import checkpoints
+from rrl_jax import checkpoint_format
 
 import curve  # pylint: disable=g-bad-import-order  (this folder)
 
@@ -96,7 +96,7 @@ def sharpness_gap(run_data, tests):
 def main(_):
   if FLAGS.step is None and not FLAGS.sharpness_only:
     raise app.UsageError('--step is required (or --sharpness_only).')
-  cli.quiet_logging()
+  logs.quiet_logging()
   config = curve.load_run_config(FLAGS.workdir)
   run_data, tests = curve.test_samples(config, FLAGS.sample, 0)
   if FLAGS.sharpness_only:
@@ -105,7 +105,7 @@ def main(_):
                  'splits': sharpness_gap(run_data, tests)}, f, indent=1)
     return
   model = model_from_config(config.model.to_dict(), config.model_name)
-  full, _ = checkpoints.load_variables(os.path.join(FLAGS.workdir, 'checkpoints'), FLAGS.step)
+  full, _ = checkpoint_format.load_variables(os.path.join(FLAGS.workdir, 'checkpoints'), FLAGS.step)
   variables = pruning.inference_variables(full, model)
   statistics = 'moving averages'
   if bn_moving.rule(config) == 'plain':  # e.g. a tf.keras run (keras/to_workdir.py)

@@ -17,13 +17,13 @@ import jax
 import numpy as np
 from flax import traverse_util
 
-from rrl_jax import cli
+from rrl_jax import logs
 from rrl_jax import pruning
 from rrl_jax import sharding
 from rrl_jax.data import splits
 from rrl_jax.models import model_from_config
 from rrl_jax.training import bn_recalibration
-from rrl_jax.training import checkpoints
+from rrl_jax import checkpoint_format
 
 import curve  # pylint: disable=g-bad-import-order  (this folder)
 
@@ -61,12 +61,12 @@ def compare(stats, reference):
 
 
 def main(_):
-  cli.quiet_logging()
+  logs.quiet_logging()
   config = curve.load_run_config(FLAGS.workdir)
   model = model_from_config(config.model.to_dict(), config.model_name)
   mesh = sharding.data_mesh()
   train = splits.load_data(config)['train']
-  variables, _ = checkpoints.load_variables(f'{FLAGS.workdir}/checkpoints', FLAGS.step)
+  variables, _ = checkpoint_format.load_variables(f'{FLAGS.workdir}/checkpoints', FLAGS.step)
   variables = pruning.inference_variables(variables, model)
   moving = variables['batch_stats']
   clean = population(model, variables, train, mesh, FLAGS.batches)

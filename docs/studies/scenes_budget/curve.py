@@ -18,7 +18,7 @@ from absl import app, flags
 import ml_collections
 import numpy as np
 
-from rrl_jax import cli
+from rrl_jax import logs
 from rrl_jax import pruning
 from rrl_jax import sharding
 from rrl_jax.data import splits
@@ -26,7 +26,7 @@ from rrl_jax.evaluation import scoring
 from rrl_jax.models import model_from_config
 from rrl_jax.training import bn_moving
 from rrl_jax.training import bn_recalibration
-from rrl_jax.training import checkpoints
+from rrl_jax import checkpoint_format
 
 FLAGS = flags.FLAGS
 
@@ -76,7 +76,7 @@ def row(result):
 
 
 def main(_):
-  cli.quiet_logging()
+  logs.quiet_logging()
   config = load_run_config(FLAGS.workdir)
   if FLAGS.bn_batches is not None:
     config.bn_recalibration.batches = FLAGS.bn_batches
@@ -100,7 +100,7 @@ def main(_):
     if entry and not convert:
       continue
     t0 = time.time()
-    full, _ = checkpoints.load_variables(ckpt_dir, step)
+    full, _ = checkpoint_format.load_variables(ckpt_dir, step)
     # Only the inference subtree is scored, so only its layers are recalibrated.
     variables = pruning.inference_variables(full, model)
     scores = {}

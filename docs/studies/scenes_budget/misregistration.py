@@ -23,7 +23,7 @@ from absl import app, flags
 import cv2
 import numpy as np
 
-from rrl_jax import cli
+from rrl_jax import logs
 from rrl_jax.data import scenes
 from rrl_jax.data.pair_lists import read_grey
 from rrl_jax.evaluation import metrics
@@ -79,7 +79,7 @@ def hardest_positive_images(labels, scores, images, share=0.05):
 
 
 def main(_):
-  cli.quiet_logging()
+  logs.quiet_logging()
   config = curve.load_run_config(FLAGS.workdir)
   with open(FLAGS.curve) as f:
     figures = json.load(f)

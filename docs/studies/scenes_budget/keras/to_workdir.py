@@ -15,7 +15,7 @@ import os
 from absl import app, flags
 
 from rrl_jax import convert
-from rrl_jax.training import checkpoints
+from rrl_jax import checkpoint_format
 
 flags.DEFINE_string('like', None, 'rrl_jax workdir whose config.json is reused.')
 flags.DEFINE_string('keras_h5', None, 'Weights written by train.py.')
@@ -33,7 +33,7 @@ def main(_):
   with open(os.path.join(FLAGS.workdir, 'config.json'), 'w') as f:
     json.dump(config, f, indent=1)
   variables, meta = convert.convert_keras_h5(FLAGS.keras_h5, 'rrl_net')
-  path = checkpoints.save_variables(os.path.join(FLAGS.workdir, 'checkpoints'), variables,
+  path = checkpoint_format.save_variables(os.path.join(FLAGS.workdir, 'checkpoints'), variables,
                                     meta, step=FLAGS.step)
   print('wrote', path)
 

@@ -1,10 +1,10 @@
-"""Checkpoint recovery helpers: the abandoned-restore noise filter."""
+"""Log silencing (rrl_jax/logs.py): the abandoned-restore noise filter."""
 import asyncio
 import sys
 
 import tensorstore as ts
 
-from rrl_jax.training import checkpoints as train_checkpoints
+from rrl_jax import logs
 
 
 def _complete_on_closed_loop():
@@ -29,7 +29,7 @@ def test_closed_loop_noise_is_dropped_other_unraisables_kept(capfd, monkeypatch)
   _complete_on_closed_loop()
   assert [str(a.exc_value) for a in seen] == ['Event loop is closed']  # The noise.
   seen.clear()
-  train_checkpoints._silence_abandoned_restores()  # pylint: disable=protected-access
+  logs.drop_abandoned_restore_noise()
   _complete_on_closed_loop()
   assert seen == []
   # Anything else still reaches the previous hook.

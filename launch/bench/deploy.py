@@ -1,6 +1,6 @@
-"""Benchmark rows for the deploy form (used by launch/bench.py).
+"""Deploy rows of launch.bench: the BatchNorm-folded scorer and launch.match end to end.
 
-folded  pairs/s of the BatchNorm-folded scorer (rrl_jax.deploy) and of the
+folded  pairs/s of the BatchNorm-folded scorer (rrl_jax.evaluation.deploy) and of the
         unfolded MLPP scorer, compiled side by side and timed alternately
         (unfolded, folded, unfolded, ...) so machine noise hits both alike.
 match   end to end, what users run: `python -m launch.match` on a pack of
@@ -19,27 +19,28 @@ from typing import Any, Dict, List
 import jax
 import numpy as np
 
-from launch import bench_measure as measure
+from launch.bench import timing
+from launch.bench.workloads import (build_model, init_variables, make_mesh,
+                                    random_patches, replicate, shard_batch)
 from rrl_jax import pruning
-from rrl_jax.evaluation import deploy
+from rrl_jax.evaluation import deploy as deploy_lib
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def bench_folded(args, dtype: str, which: str, batch: int) -> Dict[str, Any]:
-  from launch import bench  # pylint: disable=g-import-not-at-top
-  model = bench.build_model(args, dtype)
-  mesh = bench.make_mesh(which)
+  model = build_model(args, dtype)
+  mesh = make_mesh(which)
   if batch % mesh.size:
     return None
-  pruned = pruning.inference_variables(bench.init_variables(model), model)
-  folded, report = deploy.deploy_variables(model, pruned)
-  xa, xb = bench.shard_batch(mesh, *bench.random_patches(batch, model.patch_size,
+  pruned = pruning.inference_variables(init_variables(model), model)
+  folded, report = deploy_lib.deploy_variables(model, pruned)
+  xa, xb = shard_batch(mesh, *random_patches(batch, model.patch_size,
                                                           args.seed))
   fn = jax.jit(lambda v, a, b: pruning.match_logit(model, v, a, b))
   compiled, compile_s = {}, {}
-  trees = {'unfolded': bench.replicate(mesh, pruned),
-           'folded': bench.replicate(mesh, folded)}
+  trees = {'unfolded': replicate(mesh, pruned),
+           'folded': replicate(mesh, folded)}
   for name, tree in trees.items():
     start = time.perf_counter()
     compiled[name] = fn.lower(tree, xa, xb).compile()
@@ -54,9 +55,9 @@ def bench_folded(args, dtype: str, which: str, batch: int) -> Dict[str, Any]:
   row = dict(part='folded', dtype=dtype, devices=which, num_devices=mesh.size,
              batch=batch, params=pruning.count_parameters(folded['params']),
              batch_norms_folded=len(report.folded), compile_s=compile_s['folded'])
-  row.update(measure.summarize(times['folded']))
-  unfolded = measure.summarize(times['unfolded'])
-  flops = measure.cost_flops(compiled['folded'])
+  row.update(timing.summarize(times['folded']))
+  unfolded = timing.summarize(times['unfolded'])
+  flops = timing.cost_flops(compiled['folded'])
   if flops:
     flops *= mesh.size
   row.update(pairs_per_s=batch / row['median_s'],
@@ -66,7 +67,7 @@ def bench_folded(args, dtype: str, which: str, batch: int) -> Dict[str, Any]:
              fold_speedup=unfolded['median_s'] / row['median_s'],
              flops_per_pair=flops / batch if flops else None,
              achieved_flops=flops / row['median_s'] if flops else None,
-             rss_peak_bytes=measure.rss_peak_bytes())
+             rss_peak_bytes=timing.rss_peak_bytes())
   return row
 
 
@@ -80,10 +81,9 @@ def _timed(cmd: List[str]) -> float:
 
 
 def bench_match(args) -> List[Dict[str, Any]]:
-  from launch import bench  # pylint: disable=g-import-not-at-top
-  from rrl_jax.training import checkpoints as checkpoint  # pylint: disable=g-import-not-at-top
+  from rrl_jax import checkpoint_format  # pylint: disable=g-import-not-at-top
   from rrl_jax.models import model_config  # pylint: disable=g-import-not-at-top
-  model = bench.build_model(args, 'float32')
+  model = build_model(args, 'float32')
   n = args.match_pairs
   rows = []
   with tempfile.TemporaryDirectory() as tmp:
@@ -91,8 +91,8 @@ def bench_match(args) -> List[Dict[str, Any]]:
     np.save(pack, np.random.default_rng(args.seed).integers(
         0, 256, (n, 2, 64, 64), np.uint8))
     ckpt = os.path.join(tmp, 'ckpt')
-    variables = bench.init_variables(model, args.seed)
-    checkpoint.save_variables(ckpt, {'params': variables['params'],
+    variables = init_variables(model, args.seed)
+    checkpoint_format.save_variables(ckpt, {'params': variables['params'],
                                      'batch_stats': variables['batch_stats']},
                               {'model': model_config(model), 'source': 'bench'})
     artifact = os.path.join(tmp, 'rrl.jaxexport')

@@ -1,7 +1,7 @@
 """Timing, XLA cost and memory of compiled executables; the machine description.
 
-Shared by the benchmark programs (launch/bench.py, bench_deploy.py,
-accelerator_check.py).
+The one home of the timing helpers, shared by every benchmark (launch/bench/*,
+launch/accelerator_check.py).
 """
 import os
 import platform
@@ -109,3 +109,26 @@ def machine_info() -> Dict[str, Any]:
       cpu=cpu_model(), cpu_count=os.cpu_count(), load_average=load_average(),
       xla_flags=os.environ.get('XLA_FLAGS', ''),
       huge_page_malloc=xla_cpu.huge_page_malloc_state())
+
+
+def measure_compiled(lowered_fn, call, batch: int, args, devices,
+                     extra: Dict[str, Any]) -> Dict[str, Any]:
+  """Compiles (timed), runs warm-up + repeats, returns a result row."""
+  start = time.perf_counter()
+  compiled = lowered_fn()
+  compile_s = time.perf_counter() - start
+  times = time_calls(lambda: call(compiled), args.repeats, args.warmup)
+  row = dict(extra)
+  row.update(summarize(times))
+  flops = cost_flops(compiled)
+  if flops:  # SPMD executables report the cost of one device's shard.
+    flops *= max(1, int(extra.get('num_devices', 1)))
+  row.update(
+      batch=batch, compile_s=compile_s,
+      pairs_per_s=batch / row['median_s'],
+      flops_per_pair=flops / batch if flops else None,
+      achieved_flops=flops / row['median_s'] if flops else None,
+      executable_bytes=executable_bytes(compiled),
+      device_peak_bytes=device_peak_bytes(devices),
+      rss_peak_bytes=rss_peak_bytes())
+  return row
