@@ -107,7 +107,8 @@ def test_settings_auto_follow_the_protocol():
   assert c.bn_recalibration.batches == -1
   assert bn_recalibration.settings(c) == {'batches': 16, 'batch_size': 64,
                                           'augment': False,
-                                          'moving_average': 'zero_debiased'}
+                                          'moving_average': 'zero_debiased',
+                                          'model_name': 'rrl_net'}
   c.protocol = 'paper'
   assert bn_recalibration.settings(c)['batches'] == 0
   # Moving averages scored: the reports name the rule they were kept by.
@@ -117,6 +118,11 @@ def test_settings_auto_follow_the_protocol():
   assert 'plain average from 0 / 1' in bn_recalibration.describe(
       bn_recalibration.settings(c))
   c.bn_moving_average = 'zero_debiased'
+  # KGL-Net's BatchNorm is PyTorch's: its running statistics are named as such.
+  kgl = default.get_config('kgl_net')
+  kgl.protocol = 'paper'
+  assert bn_recalibration.describe(bn_recalibration.settings(kgl)) == (
+      'PyTorch BatchNorm running statistics (momentum 0.1)')
   # The official training recipe does not decide the statistics: the protocol does.
   default.apply_paper_protocol(c)
   c.protocol = 'clean'

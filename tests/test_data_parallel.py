@@ -180,7 +180,14 @@ def test_two_processes_equal_one(one_device, tmp_path):
     assert len(reads[0]) == config.batch_size // 2
   p0, p1 = _load(tmp_path / 'p0.npz'), _load(tmp_path / 'p1.npz')
   assert max_abs_diff(p0, p1) == 0.0
-  # Equal to the one-device run up to the order of cross-process sums.
+  # Equal to the one-device run up to the order of cross-process sums (gloo's
+  # all-reduce). On 2026-12-05 this machine gave 2.7e-5 after the 3 SGD steps, at
+  # the 52d2783 tree too (the same bits: an environment change, not the code),
+  # where earlier machines gave 4.8e-7; the differences were spread over every
+  # layer at 1e-6..3e-5, as rounding amplified by training-mode BatchNorm over 8
+  # pairs is. Errors of the kind this test is for (a process reading the other's
+  # rows, BatchNorm statistics over the local half of the batch) change the
+  # weights by orders of magnitude more.
   diff = max_abs_diff(p0, one_device)
   print('2 processes vs 1, max |difference|:', diff)
-  assert diff < 1e-5
+  assert diff < 1e-4

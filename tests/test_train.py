@@ -64,7 +64,7 @@ def test_best_holds_recalibrated_statistics_and_the_moving_averages(one_step_run
   assert max_abs_diff(moving, trained['batch_stats']) == 0.0
   assert checkpoint_format.load_meta(best_dir)[0]['bn_statistics'] == {
       'kind': 'recalibrated', 'batches': 2, 'batch_size': 8, 'augment': False,
-      'split': 'train', 'moving_average': 'zero_debiased'}
+      'split': 'train', 'moving_average': 'zero_debiased', 'model_name': 'rrl_net'}
   assert checkpoint_format.load_moving_batch_stats(os.path.join(workdir, 'checkpoints')) is None
   with open(os.path.join(workdir, 'results', 'results.json')) as f:
     record = json.load(f)
