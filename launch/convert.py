@@ -18,6 +18,7 @@ from rrl_jax import cli
 from rrl_jax import convert
 from rrl_jax import logs
 from rrl_jax.errors import UserError
+from rrl_jax.pruning import count_parameters
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('model', 'rrl_net', 'Network the file holds: rrl_net, '
@@ -43,38 +44,44 @@ def main(argv: Sequence[str]) -> None:
   if not (FLAGS.keras_h5 and FLAGS.out):
     raise app.UsageError('give --keras_h5 and --out, --torch_weights and --out, '
                          'or --checkpoint and --to_torch.')
-  try:
-    convert.check_output_dir(FLAGS.out)
-    variables, meta = convert.convert_keras_h5(FLAGS.keras_h5, FLAGS.model)
-    step_dir = checkpoint_format.save_variables(FLAGS.out, variables, meta)
-  except UserError as e:
-    sys.exit(f'{ERROR_PREFIX} {e}')
-  from rrl_jax.pruning import count_parameters  # pylint: disable=g-import-not-at-top
+  variables, meta, step_dir = _write_checkpoint(
+      lambda: convert.convert_keras_h5(FLAGS.keras_h5, FLAGS.model))
   print(f'Converted {FLAGS.keras_h5} ({meta["source"]["kind"]} model, '
         f'{count_parameters(variables["params"]):,} parameters, '
         f'{count_parameters(variables["batch_stats"]):,} BatchNorm statistics) '
         f'-> {step_dir}')
 
 
+def _write_checkpoint(read):
+  """read() -> (variables, meta), saved as a checkpoint in the new --out.
+
+  Returns (variables, meta, step directory); a UserError is one error line.
+  """
+  try:
+    convert.check_output_dir(FLAGS.out)
+    variables, meta = read()
+    return variables, meta, checkpoint_format.save_variables(FLAGS.out, variables, meta)
+  except UserError as e:
+    sys.exit(f'{ERROR_PREFIX} {e}')
+
+
 def torch_main() -> None:
   """--torch_weights -> checkpoint, or --checkpoint -> --to_torch files."""
   from rrl_jax import torch_import  # pylint: disable=g-import-not-at-top
-  try:
-    if FLAGS.to_torch:
-      if not FLAGS.checkpoint:
-        raise app.UsageError('--to_torch needs --checkpoint=DIR.')
+  if FLAGS.to_torch:
+    if not FLAGS.checkpoint:
+      raise app.UsageError('--to_torch needs --checkpoint=DIR.')
+    try:
       variables, meta = checkpoint_format.load_variables(FLAGS.checkpoint)
       written = torch_import.write_torch_weights(variables, meta, FLAGS.to_torch)
-      print(f'Wrote {", ".join(written)} from {FLAGS.checkpoint}')
-      return
-    if not FLAGS.out:
-      raise app.UsageError('--torch_weights needs --out=DIR.')
-    convert.check_output_dir(FLAGS.out)
-    variables, meta = torch_import.convert_torch_weights(FLAGS.torch_weights, FLAGS.model)
-    step_dir = checkpoint_format.save_variables(FLAGS.out, variables, meta)
-  except UserError as e:
-    sys.exit(f'{ERROR_PREFIX} {e}')
-  from rrl_jax.pruning import count_parameters  # pylint: disable=g-import-not-at-top
+    except UserError as e:
+      sys.exit(f'{ERROR_PREFIX} {e}')
+    print(f'Wrote {", ".join(written)} from {FLAGS.checkpoint}')
+    return
+  if not FLAGS.out:
+    raise app.UsageError('--torch_weights needs --out=DIR.')
+  variables, _, step_dir = _write_checkpoint(
+      lambda: torch_import.convert_torch_weights(FLAGS.torch_weights, FLAGS.model))
   print(f'Converted {FLAGS.torch_weights} ({count_parameters(variables["params"]):,} '
         f'parameters) -> {step_dir}')
 
