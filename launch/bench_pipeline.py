@@ -68,18 +68,35 @@ def write_pack(manual: str, split: str, num_pairs: int, seed: int) -> None:
           (np.arange(num_pairs) % 2).astype(np.uint8))
 
 
+def _peak_rss_mb(pid: int) -> float:
+  """VmHWM of a live process (its own peak RSS since exec), 0 once it has exited.
+
+  Not wait4's ru_maxrss: Linux carries the spawning process's peak over into the
+  child's, so a parent that wrote 3 GB of packs would report 3 GB for every child.
+  """
+  try:
+    with open(f'/proc/{pid}/status') as f:
+      for line in f:
+        if line.startswith('VmHWM:'):
+          return int(line.split()[1]) / 1024
+  except OSError:
+    pass
+  return 0.0
+
+
 def run_child(argv, log_path, first_step_file=None):
   """Runs argv (output to log_path); returns (seconds, peak RSS MB, seconds to first step)."""
   start = time.time()
   with open(log_path, 'w') as log:
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-  first = None
+  first, peak = None, 0.0
   while True:
+    peak = max(peak, _peak_rss_mb(proc.pid))  # polled every 50 ms until the exit
     if first is None and first_step_file and os.path.exists(first_step_file):
       with open(first_step_file) as f:
         if any('"kind": "train"' in line for line in f):
           first = time.time() - start
-    pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+    pid, status = os.waitpid(proc.pid, os.WNOHANG)
     if pid:
       break
     time.sleep(0.05)
@@ -87,7 +104,7 @@ def run_child(argv, log_path, first_step_file=None):
     with open(log_path) as f:
       tail = f.read()[-3000:]
     raise SystemExit(f'{" ".join(argv[:4])} ... failed (log: {log_path}):\n{tail}')
-  return time.time() - start, usage.ru_maxrss / 1024, first
+  return time.time() - start, peak, first
 
 
 _CONFIG = """from configs import vis_nir

@@ -46,7 +46,8 @@ def draw_grid(patches, labels, path: str, title: str, per_class: int = 8, seed: 
   for ax in axes.flat:
     ax.axis('off')
   for ax, (i, label) in zip(axes.flat, picks):
-    pair = np.concatenate([patches[i, 0], np.full((64, 4), 255, np.uint8), patches[i, 1]], 1)
+    a, b = patches[i]  # one row read from the source (disk-backed or in memory)
+    pair = np.concatenate([a, np.full((64, 4), 255, np.uint8), b], 1)
     ax.imshow(pair, cmap='gray', vmin=0, vmax=255)
     ax.axis('on')
     ax.set_xticks([]), ax.set_yticks([])
@@ -107,10 +108,10 @@ def inspect(dataset: str, data_dir: Optional[str] = None,
   if split and split not in splits:
     raise ValueError(f'--split={split}: {dataset} has splits {splits}')
   print(f'{"split":12s} {"pairs":>9s} {"matching":>9s} {"non-match":>9s} {"match %":>8s}')
-  loaded = {}
-  for name in splits:
-    patches, labels = data.read_split(builder, name)
-    loaded[name] = (patches, labels)
+  opened = {}
+  for name in splits:  # labels only; the grid reads its 16 pairs from disk
+    patches, labels = data.open_built(builder, name)
+    opened[name] = (patches, labels)
     pos = int(labels.sum())
     print(f'{name:12s} {len(labels):9d} {pos:9d} {len(labels) - pos:9d} '
           f'{100 * pos / max(1, len(labels)):7.1f}%')
@@ -119,7 +120,7 @@ def inspect(dataset: str, data_dir: Optional[str] = None,
     for name, c in sorted(counts.items()):
       print(f'  {name}: {c}')
   split = split or ('train' if 'train' in splits else splits[0])
-  draw_grid(*loaded[split], out, f'{dataset}/{split}')
+  draw_grid(*opened[split], out, f'{dataset}/{split}')
   print(f'wrote {out}')
 
 

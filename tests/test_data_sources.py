@@ -12,10 +12,11 @@ def _array(n=20):
 
 def test_indexing_like_an_array():
   array = _array()
+  array[:, 1] += 100  # the two sides differ, so a wrong side or axis shows
   source = sources.ArrayPairs(array)
   assert len(source) == 20 and source.shape == (20, 2, 64, 64) and source.dtype == np.uint8
   for key in (3, -1, slice(2, 9, 3), np.array([5, 1, 5, 19]), np.arange(20) % 3 == 0,
-              (np.array([4, 2]), 0)):
+              (np.array([4, 2]), 0), (3, 1), (-2, 0, slice(1, 5)), (slice(2, 5), 1)):
     np.testing.assert_array_equal(source[key], array[key])
   np.testing.assert_array_equal(np.asarray(source), array)
   with pytest.raises(IndexError):

@@ -5,5 +5,5 @@
 """
 from rrl_jax.data.errors import (DataError, DataFormatError, ManualFilesMissingError, OptionError,
                                  PairListError)
-from rrl_jax.data.loading import (BUILDERS, get_builder, list_splits, load_split, open_split,
-                                  prepare, read_split)
+from rrl_jax.data.loading import (BUILDERS, get_builder, list_splits, load_split, open_built,
+                                  open_split, prepare)

@@ -247,15 +247,6 @@ def open_split(name: str, split: str, *, data_dir: Optional[str] = None,
   return patches, labels
 
 
-def read_split(builder: base.PatchPairBuilder, split: str) -> Tuple[np.ndarray, np.ndarray]:
-  """A built split whole in memory: (patches uint8 (N, 2, 64, 64), labels int32 (N,)).
-
-  For small data and inspection only; runs stream through `open_split`.
-  """
-  patches, labels = open_built(builder, split)
-  return np.asarray(patches), labels
-
-
 def load_split(name: str, split: str, **kwargs) -> Tuple[np.ndarray, np.ndarray]:
   """`open_split`, with the whole split read into memory (for small data only)."""
   patches, labels = open_split(name, split, **kwargs)

@@ -54,7 +54,10 @@ class PairSource:
 
   def __getitem__(self, key: Any) -> np.ndarray:
     if isinstance(key, tuple):  # e.g. source[rows, 0]: read the rows, then index them
-      return self[key[0]][(slice(None),) + key[1:]]
+      rows = self[key[0]]
+      if isinstance(key[0], (int, np.integer)):  # source[i, 0]: one row, no row axis
+        return rows[key[1:]]
+      return rows[(slice(None),) + key[1:]]
     if isinstance(key, (int, np.integer)):
       return self._rows(self._indices(np.array([key])))[0]
     indices = self._indices(key)
