@@ -4,13 +4,15 @@ A source looks like a read-only uint8 array (N, 2, 64, 64) (len, shape, dtype,
 ndim) and `source[rows]` (an int, slice or index array, any order, repeats
 allowed) reads only those rows. Every consumer (the training iterator, scoring,
 precise BN) gathers batches from it, so memory does not grow with the split:
-- `ArrayRecordPairs`: a TFDS array_record build, through `builder.as_data_source`;
+- `ArrayRecordPairs`: a TFDS array_record build (checked through
+  `builder.as_data_source`, read with one array_record reader per shard);
 - `ArrayPairs`: any array, in memory or memory-mapped (the toy set, user packs);
 - `source.take(indices)`: a view of a subset (validation carve, test_max_pairs).
 `np.asarray(source)` reads the whole split: only for data a user asks to hold.
 """
 import os
-from typing import Any
+import threading
+from typing import Any, List
 
 import numpy as np
 
@@ -125,6 +127,11 @@ class ArrayRecordPairs(PairSource):
     if found != expected:
       raise self.damaged(f'its shards hold {found} pairs, its dataset_info.json {expected}')
     super().__init__(found)
+    info = builder.info.splits[split]
+    self._paths = [os.fspath(p) for p in info.filepaths]
+    self._ends = np.cumsum(info.shard_lengths)
+    self._readers: List[Any] = [None] * len(self._paths)
+    self._lock = threading.Lock()
 
   def damaged(self, why) -> errors.DataError:
     """The one-line error for an unreadable build: what, where, and what to do."""
@@ -134,12 +141,35 @@ class ArrayRecordPairs(PairSource):
         f'{self._name}, split {self.split}: the build at {self.where} is damaged ({why}); '
         f'delete {self.where} and rerun to rebuild it.')
 
+  def _reader(self, shard: int):
+    if self._readers[shard] is None:
+      from array_record.python import array_record_module  # pylint: disable=g-import-not-at-top
+      with self._lock:
+        if self._readers[shard] is None:
+          self._readers[shard] = array_record_module.ArrayRecordReader(
+              self._paths[shard], 'readahead_buffer_size:0')
+    return self._readers[shard]
+
   def _records(self, rows) -> list:
-    """Raw serialized examples of `rows` (array_record reads, no decoding)."""
+    """Raw serialized examples of `rows` (array_record reads, no decoding).
+
+    Read shard by shard in the calling thread: the callers (grain's workers,
+    scoring) bring their own threads, and TFDS's data source started a thread
+    pool per call, one thread per shard touched, which halved the rate of
+    64-pair batches on a 13-shard split (docs/benchmarks.md, data at scale).
+    """
+    rows = np.asarray(rows, np.int64).reshape(-1)
+    shards = np.searchsorted(self._ends, rows, side='right')
+    records: list = [None] * len(rows)
     try:
-      return self._source.data_source.__getitems__(rows)
+      for shard in np.unique(shards):
+        where = np.flatnonzero(shards == shard)
+        start = self._ends[shard - 1] if shard else 0
+        for i, record in zip(where, self._reader(shard).read((rows[where] - start).tolist())):
+          records[i] = record
     except Exception as e:  # pylint: disable=broad-except
       raise self.damaged(e) from None
+    return records
 
   def _features(self, record: bytes):
     try:
