@@ -33,6 +33,7 @@ from rrl_jax import logs
 from rrl_jax.evaluation import published as published_lib
 from rrl_jax import xla_cpu
 from rrl_jax.evaluation import comparison as stats
+from rrl_jax.training import preemption
 
 RECORD = 'compare_record.json'
 
@@ -138,7 +139,12 @@ def run_variant(config, variant: str, workdir: str,
   else:
     print(f'[compare] {name}: training in {vdir}.', flush=True)
     t0 = time.time()
-    summary = train.train_and_evaluate(config, vdir)
+    try:
+      summary = train.train_and_evaluate(config, vdir)
+    except preemption.Preempted as e:
+      print(f'[compare] {name} ({vdir}): {e}; the finished runs are kept and '
+            'will not be retrained.', flush=True)
+      raise
     record = {'variant': variant, 'model_name': config.model_name,
               'seed': int(config.seed), 'workdir': vdir,
               'wall_s': time.time() - t0, 'params': parameter_counts(config),
@@ -361,6 +367,8 @@ def main(argv):
   except (train.ConfigMismatchError, train.NonFiniteLossError,
           train.vgg19.VGG19WeightsError) as e:
     sys.exit(f'ERROR: {e}')
+  except preemption.Preempted:  # run_variant printed which run and what to do.
+    sys.exit(preemption.PREEMPTED_EXIT_CODE)
 
 
 if __name__ == '__main__':

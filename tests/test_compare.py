@@ -7,6 +7,7 @@ import pytest
 
 from launch import compare
 from rrl_jax.evaluation import comparison
+from rrl_jax.training.preemption import PREEMPTED_EXIT_CODE
 from train_helpers import CACHE, REPO, run_python
 
 pytestmark = pytest.mark.heavy(seconds=120)
@@ -330,3 +331,23 @@ def test_compare_seeds_end_to_end_resume_and_old_layout(tmp_path):
     assert r['fpr95_mean'] == r0['seeds']['0']['fpr95_mean']
     assert r['seeds']['0']['workdir'] == os.path.join(old, r['variant'].replace(':', '-'))
   assert 'One seed' in open(os.path.join(old, 'comparison.md')).read()
+
+
+def test_preempted_compare_exits_75_with_one_line(tmp_path):
+  """A preemption inside one run: no traceback, the run named, the requeue exit code."""
+  stub = ('import sys; from absl import app; from launch import compare; from rrl_jax import cli; '
+          'from rrl_jax.training import preemption, train\n'
+          'def preempted(config, workdir, *args, **kwargs):\n'
+          '  raise preemption.Preempted(7, 15)\n'
+          'train.train_and_evaluate = preempted\n'
+          'app.run(compare.main, flags_parser=cli.parse_flags)\n')
+  workdir = tmp_path / 'w'
+  result = run_python(['-c', stub, f'--config={TEST_CONFIG}', '--variants=rrl_net,fil_net',
+                       f'--workdir={workdir}', '--seeds=3'], timeout=120)
+  assert result.returncode == PREEMPTED_EXIT_CODE, result.stderr[-3000:]
+  assert 'Traceback' not in result.stderr
+  assert result.stdout.splitlines()[-1] == (
+      f'[compare] rrl_net seed 3 ({workdir / "rrl_net" / "seed3"}): preempted at step 7, '
+      'checkpoint saved; rerun the same command to resume; the finished runs are kept and '
+      'will not be retrained.')
+  assert not (workdir / 'fil_net').exists()  # nothing after the preempted run
