@@ -116,6 +116,26 @@ def test_table_says_which_batchnorm_statistics_and_shows_the_moving_averages(tmp
   assert 'BatchNorm statistics scored: precise BN over 16 batches' in text
 
 
+def test_kgl_net_rows_show_the_descriptor_fpr95_over_seeds(tmp_path):
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  records = _seed_records('rrl_net', {0: 10.0, 1: 12.0})
+  kgl = _seed_records('kgl_net', {0: 30.0, 1: 34.0})
+  for r, descriptor in zip(kgl, (17.0, 21.0)):
+    r['results']['mean']['descriptor'] = {'fpr95': descriptor}
+  table = compare.comparison(records + kgl, _scenes_config(), seeds=[0, 1])
+  rows = {r['variant']: r for r in table['rows']}
+  assert rows['kgl_net']['seeds']['1']['descriptor_fpr95_mean'] == 21.0
+  assert rows['kgl_net']['descriptor_fpr95_mean'] == pytest.approx(19.0)
+  assert rows['kgl_net']['descriptor_fpr95_mean_std'] == pytest.approx(np.std([17, 21], ddof=1))
+  assert rows['rrl_net']['descriptor_fpr95_mean'] is None
+  compare.write_markdown(table, str(tmp_path / 'c.md'))
+  text = (tmp_path / 'c.md').read_text()
+  assert '| mean, descriptor L2 |' in text
+  assert '| 19.00 ± 2.83 (2) |' in text and '"mean, descriptor L2": FPR95 of the L2' in text
+  rrl_line = next(l for l in text.splitlines() if l.startswith('| rrl_net |'))
+  assert rrl_line.split(' | ')[-2] == '-'  # no descriptors: a dash before the step
+
+
 def _seed_records(variant, means):
   """One record per seed: {seed: mean FPR95} on two splits (field = mean + 1)."""
   out = []

@@ -47,6 +47,8 @@ def run_figures(record: Mapping[str, Any], splits: Sequence[str]) -> Dict[str, A
           'auc': {s: per[s].get('auc') for s in splits},
           'fpr95_mean': mean['fpr95'], 'auc_mean': mean.get('auc'),
           'fpr95_moving_average_mean': mean.get('moving_average', {}).get('fpr95'),
+          # Networks with descriptors (KGL-Net): FPR95 of their L2 distance too.
+          'descriptor_fpr95_mean': mean.get('descriptor', {}).get('fpr95'),
           'selected_step': record.get('selected_step'),
           'final_step': record.get('final_step'), 'wall_s': record.get('wall_s')}
 
@@ -59,8 +61,10 @@ def seed_statistics(seeds: Mapping[str, Mapping[str, Any]],
                     splits: Sequence[str]) -> Dict[str, Any]:
   """A row's figures from its runs' figures ({seed: run_figures}).
 
-  fpr95 / fpr95_mean / auc_mean / fpr95_moving_average_mean: means over seeds;
-  fpr95_std / fpr95_mean_std: sample standard deviations (None for one seed).
+  fpr95 / fpr95_mean / auc_mean / fpr95_moving_average_mean /
+  descriptor_fpr95_mean (None where a run has none): means over seeds;
+  fpr95_std / fpr95_mean_std / descriptor_fpr95_mean_std: sample standard
+  deviations (None for one seed).
   """
   runs = list(seeds.values())
   fpr95, fpr95_std = {}, {}
@@ -69,11 +73,14 @@ def seed_statistics(seeds: Mapping[str, Mapping[str, Any]],
   mean, std = mean_std([r['fpr95_mean'] for r in runs])
   selected = [r['selected_step'] for r in runs]
   walls = [r['wall_s'] for r in runs]
+  descriptor = [r.get('descriptor_fpr95_mean') for r in runs]
+  desc_mean, desc_std = (None, None) if None in descriptor else mean_std(descriptor)
   return {'fpr95': fpr95, 'fpr95_std': fpr95_std,
           'fpr95_mean': mean, 'fpr95_mean_std': std, 'n_seeds': len(runs),
           'auc_mean': _mean_or_none([r['auc_mean'] for r in runs]),
           'fpr95_moving_average_mean': _mean_or_none(
               [r['fpr95_moving_average_mean'] for r in runs]),
+          'descriptor_fpr95_mean': desc_mean, 'descriptor_fpr95_mean_std': desc_std,
           # One step when every seed selected the same one, else one per seed.
           'selected_step': selected[0] if len(set(selected)) == 1 else selected,
           'final_step': max(r['final_step'] for r in runs),
